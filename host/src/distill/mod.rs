@@ -1,0 +1,1 @@
+//! Key distillation, one module per stage.
