@@ -1,1 +1,14 @@
-//! placeholder
+//! qkd-station gateware, written in rust-hdl, with the bit-exact reference models it is
+//! checked against and the tag format the host decodes.
+//!
+//! * [`tagfmt`]: the 32-bit tag record format (one definition for gateware and host).
+//! * [`channel`]: one detector channel front end (synchronizer, edge, enable, dead time).
+//! * [`tagger`]: the N-channel time tagger with its tag FIFO.
+//! * [`tagger_model`]: the cycle-accurate and the fast event-level reference models.
+//! * [`top`]: board tops for the iCEBreaker (UP5K) and the iCE40-HX8K breakout.
+//! * [`verilog`]: writes the Verilog of the blocks and tops.
+
+pub mod channel;
+pub mod tagfmt;
+pub mod tagger;
+pub mod tagger_model;

@@ -1,0 +1,255 @@
+//! Mother-code construction: irregular LDPC parity-check matrices built deterministically
+//! from `(n, m, seed)`, so both stations build bit-identical matrices without exchanging them.
+//!
+//! We construct the codes ourselves rather than shipping matrix files because the rate is
+//! chosen continuously from the QBER estimate (any number of checks `m`), which no fixed code
+//! table offers. The structure is IRA-like:
+//! * `m - 1` degree-2 "staircase" columns (column `j` checks rows `j` and `j + 1`): many
+//!   degree-2 nodes improve the BP threshold, and the chain has no cycles among them, which
+//!   keeps the error floor low;
+//! * the other columns get degrees from [`info_degrees`] (mostly 3, some higher), connected
+//!   to checks in a socket model that keeps the check degrees concentrated (differ by ≤ 1),
+//!   never puts two edges between one pair, and rejects candidates that would close a
+//!   4-cycle whenever a few random attempts find an alternative;
+//! * a set of *untainted* puncturable columns (Elkouss, Martinez-Mateo, Martin 2012): no
+//!   check touches two of them, so every punctured bit is recoverable from one check in the
+//!   first iteration, and their columns of `H` have disjoint supports, hence are linearly
+//!   independent — which is what makes the leakage of a punctured frame exactly `m - p`.
+//!
+//! Construction is `O(edges · check degree)` and takes milliseconds; results are cached.
+
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Version of the construction; part of [`super::LdpcParams`] so that two stations running
+/// different constructions refuse to talk instead of silently failing to decode.
+pub(crate) const CODE_VERSION: u32 = 1;
+
+/// A parity-check matrix in compressed-row form plus its puncturing order.
+#[derive(Debug)]
+pub(crate) struct Code {
+    /// Columns (bits per frame).
+    pub n: usize,
+    /// Rows (syndrome bits per frame).
+    pub m: usize,
+    /// `row_ptr[r]..row_ptr[r + 1]` indexes `cols` for row `r`.
+    pub row_ptr: Vec<u32>,
+    /// Column index of every edge, row by row.
+    pub cols: Vec<u32>,
+    /// Untainted puncturable columns, in the order they are punctured and later revealed.
+    pub untainted: Vec<u32>,
+    /// Largest row weight.
+    pub max_row_degree: usize,
+}
+
+impl Code {
+    /// Edges (non-zero entries of `H`).
+    pub fn edges(&self) -> usize {
+        self.cols.len()
+    }
+
+    /// Columns of row `r`.
+    pub fn row(&self, r: usize) -> &[u32] {
+        &self.cols[self.row_ptr[r] as usize..self.row_ptr[r + 1] as usize]
+    }
+
+    /// Syndrome `H·x` of the packed (LSB-first) frame `x`, packed into words.
+    pub fn syndrome(&self, x: &[u64]) -> Vec<u64> {
+        let mut s = vec![0u64; self.m.div_ceil(64)];
+        for r in 0..self.m {
+            let p = self.row(r).iter().fold(0u64, |acc, &c| acc ^ (x[c as usize / 64] >> (c % 64)));
+            s[r / 64] |= (p & 1) << (r % 64);
+        }
+        s
+    }
+}
+
+/// Degrees of the non-staircase columns for a code of rate `rate = 1 - m/n`: `(degree,
+/// fraction of those columns)`. Mostly degree 3 with a share of higher-degree columns that
+/// grows as the rate falls (the pattern of the DVB-S2 / IRA families, which keeps `λ₂ρ'(1)`
+/// below the BSC stability bound).
+pub(crate) fn info_degrees(rate: f64) -> &'static [(usize, f64)] {
+    if rate >= 0.85 {
+        &[(3, 0.80), (6, 0.20)]
+    } else if rate >= 0.70 {
+        &[(3, 0.85), (10, 0.15)]
+    } else {
+        &[(3, 0.75), (10, 0.25)]
+    }
+}
+
+/// Builds the code; deterministic in `(n, m, seed)`.
+pub(crate) fn build(n: usize, m: usize, seed: u64) -> Code {
+    assert!(m >= 4 && n > m + 2, "code shape n={n} m={m} is degenerate");
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ ((n as u64) << 32) ^ (m as u64).rotate_left(17));
+    let mut var_checks: Vec<Vec<u32>> = vec![Vec::new(); n];
+    let mut check_vars: Vec<Vec<u32>> = vec![Vec::new(); m];
+    let n_info = n - (m - 1);
+    // Staircase columns are the last m - 1 columns.
+    for j in 0..m - 1 {
+        let v = n_info + j;
+        for r in [j, j + 1] {
+            var_checks[v].push(r as u32);
+            check_vars[r].push(v as u32);
+        }
+    }
+    // Degrees of the info columns.
+    let rate = 1.0 - m as f64 / n as f64;
+    let profile = info_degrees(rate);
+    let mut degrees: Vec<usize> = Vec::with_capacity(n_info);
+    let mut assigned = 0usize;
+    for (i, &(d, frac)) in profile.iter().enumerate() {
+        let count = if i + 1 == profile.len() { n_info - assigned } else { (frac * n_info as f64).round() as usize };
+        degrees.extend(std::iter::repeat(d.min(m - 1)).take(count));
+        assigned += count;
+    }
+    degrees.truncate(n_info);
+    // Concentrated check degrees: every check gets floor or ceil of the mean.
+    let e_total: usize = degrees.iter().sum::<usize>() + 2 * (m - 1);
+    let mut target: Vec<usize> = (0..m).map(|r| e_total / m + usize::from(r < e_total % m)).collect();
+    target.shuffle(&mut rng);
+    let mut pool: Vec<u32> = Vec::with_capacity(e_total);
+    for r in 0..m {
+        let cap = target[r].saturating_sub(check_vars[r].len());
+        pool.extend(std::iter::repeat(r as u32).take(cap));
+    }
+    // Highest degrees first (they are hardest to place without short cycles).
+    let mut order: Vec<usize> = (0..n_info).collect();
+    order.shuffle(&mut rng);
+    order.sort_by_key(|&v| std::cmp::Reverse(degrees[v]));
+    // mark[c] == stamp  <=>  c is within distance 2 of the current column (or adjacent).
+    let mut mark = vec![0u32; m];
+    for (stamp, &v) in (1u32..).zip(order.iter()) {
+        for _ in 0..degrees[v] {
+            let c = pick_check(&mut rng, &mut pool, &mark, stamp, &var_checks[v], m);
+            var_checks[v].push(c);
+            check_vars[c as usize].push(v as u32);
+            mark[c as usize] = stamp;
+            for &u in &check_vars[c as usize] {
+                for &c2 in &var_checks[u as usize] {
+                    mark[c2 as usize] = stamp;
+                }
+            }
+        }
+    }
+    // Compressed rows, columns sorted for locality.
+    let mut row_ptr = Vec::with_capacity(m + 1);
+    let mut cols = Vec::with_capacity(e_total);
+    row_ptr.push(0u32);
+    let mut max_row_degree = 0;
+    for vars in check_vars.iter_mut() {
+        vars.sort_unstable();
+        max_row_degree = max_row_degree.max(vars.len());
+        cols.extend_from_slice(vars);
+        row_ptr.push(cols.len() as u32);
+    }
+    let untainted = untainted_set(&var_checks, m, &mut rng);
+    Code { n, m, row_ptr, cols, untainted, max_row_degree }
+}
+
+/// Picks a check for the next edge of the current column: a random free socket that closes
+/// no 4-cycle if one is found within a few tries, else any free socket not already adjacent,
+/// else (pool exhausted by duplicates) any non-adjacent check.
+fn pick_check(rng: &mut ChaCha8Rng, pool: &mut Vec<u32>, mark: &[u32], stamp: u32, mine: &[u32], m: usize) -> u32 {
+    const TRIES: usize = 24;
+    if !pool.is_empty() {
+        for _ in 0..TRIES {
+            let i = rng.gen_range(0..pool.len());
+            if mark[pool[i] as usize] != stamp {
+                return pool.swap_remove(i);
+            }
+        }
+        for _ in 0..TRIES {
+            let i = rng.gen_range(0..pool.len());
+            if !mine.contains(&pool[i]) {
+                return pool.swap_remove(i);
+            }
+        }
+        if let Some(i) = pool.iter().position(|c| !mine.contains(c)) {
+            return pool.swap_remove(i);
+        }
+    }
+    loop {
+        let c = rng.gen_range(0..m as u32);
+        if !mine.contains(&c) {
+            return c;
+        }
+    }
+}
+
+/// Greedy untainted puncturing: lowest-degree columns first (random order within a degree),
+/// a column is taken when none of its checks already has a punctured neighbour.
+fn untainted_set(var_checks: &[Vec<u32>], m: usize, rng: &mut ChaCha8Rng) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..var_checks.len() as u32).filter(|&v| var_checks[v as usize].len() >= 2).collect();
+    order.shuffle(rng);
+    order.sort_by_key(|&v| var_checks[v as usize].len());
+    let mut tainted = vec![false; m];
+    let mut out = Vec::new();
+    for v in order {
+        let checks = &var_checks[v as usize];
+        if checks.iter().all(|&c| !tainted[c as usize]) {
+            for &c in checks {
+                tainted[c as usize] = true;
+            }
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// Cached [`build`]: codes are shared between both stations of a process, frames and calls.
+pub(crate) fn cached(n: usize, m: usize, seed: u64) -> Arc<Code> {
+    const MAX_ENTRIES: usize = 16;
+    static CACHE: OnceLock<Mutex<HashMap<(usize, usize, u64), Arc<Code>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(c) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&(n, m, seed)) {
+        return Arc::clone(c);
+    }
+    let code = Arc::new(build(n, m, seed));
+    let mut guard = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if guard.len() >= MAX_ENTRIES {
+        guard.clear();
+    }
+    Arc::clone(guard.entry((n, m, seed)).or_insert(code))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn construction_is_deterministic_and_well_formed() {
+        let a = build(4096, 600, 7);
+        let b = build(4096, 600, 7);
+        let c = build(4096, 600, 8);
+        assert_eq!(a.cols, b.cols);
+        assert_eq!(a.row_ptr, b.row_ptr);
+        assert_eq!(a.untainted, b.untainted);
+        assert_ne!(a.cols, c.cols);
+        // every column appears, no duplicate edge within a row
+        let mut deg = vec![0usize; a.n];
+        for r in 0..a.m {
+            let row = a.row(r);
+            assert!(row.windows(2).all(|w| w[0] < w[1]), "row {r} has a repeated column");
+            for &v in row {
+                deg[v as usize] += 1;
+            }
+        }
+        assert!(deg.iter().all(|&d| d >= 2));
+        // check degrees concentrated
+        let (lo, hi) = (0..a.m).map(|r| a.row(r).len()).fold((usize::MAX, 0), |(l, h), d| (l.min(d), h.max(d)));
+        assert!(hi - lo <= 1, "check degrees {lo}..{hi}");
+        // untainted: no row has two punctured columns
+        let mut p = vec![false; a.n];
+        for &v in &a.untainted {
+            p[v as usize] = true;
+        }
+        for r in 0..a.m {
+            assert!(a.row(r).iter().filter(|&&v| p[v as usize]).count() <= 1);
+        }
+        assert!(a.untainted.len() >= a.m / 3, "only {} untainted columns", a.untainted.len());
+    }
+}

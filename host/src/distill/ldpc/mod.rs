@@ -1,0 +1,821 @@
+//! One-way, rate-adaptive LDPC syndrome reconciliation with blind rounds
+//! (Elkouss, Martinez-Mateo, Martin: rate-compatible reconciliation by puncturing and
+//! shortening; Martinez-Mateo, Elkouss, Martin: *Blind reconciliation*).
+//!
+//! The key is split into frames. Each frame of `n` code bits holds `k_f` key bits, `p`
+//! punctured bits (random, drawn by Alice, never disclosed unless revealed) and the rest
+//! shortened (fixed to 0, known to both). Alice sends the `m`-bit syndrome of every frame;
+//! Bob decodes with layered min-sum using his bits as side information. A frame that does
+//! not decode is retried after Alice reveals the next [`LdpcParams::reveal_step`] punctured
+//! bits of it (each revealed bit turns a punctured position into a shortened one, lowering the
+//! rate), up to [`LdpcParams::max_reveal_rounds`] round trips; frames still failing are
+//! reported in [`DoneMsg`] and **their key bits must be discarded by both stations** (the
+//! returned keys already omit them; [`LdpcOutcome::discarded`] lists the ranges).
+//!
+//! # Leakage accounting
+//! Per frame, the syndrome discloses `m` bits, but the `p` punctured bits are uniform secret
+//! bits whose columns of `H` are linearly independent (untainted puncturing gives them
+//! disjoint supports), so they one-time-pad a `p`-dimensional part of the syndrome: the
+//! syndrome leaks exactly `m - p` bits about the key. Each revealed punctured bit leaks one
+//! more bit. So `leaked_bits = frames·(m - p) + revealed bits`, counted for every frame
+//! including discarded ones; [`LdpcStats::disclosed_bits`] also gives the raw count of bits
+//! sent (`frames·m + revealed`). No hash is sent: Bob accepts a frame when its syndrome
+//! matches, so an undetected wrong decoding (a different word with the same syndrome) is
+//! possible in principle and the verification stage ([`crate::distill::verify`]) must follow.
+//! Efficiency is `f = leaked_bits / (key_bits · h(QBER))`.
+//!
+//! # Messages
+//! Alice → Bob [`SyndromeMsg`]; then up to `max_reveal_rounds` times Bob → Alice
+//! [`RevealRequest`], Alice → Bob [`RevealMsg`]; finally Bob → Alice [`DoneMsg`]. All are
+//! serde types; every message carries enough to detect a mismatch of parameters or round.
+
+mod code;
+mod decoder;
+
+use crate::distill::key::SecretBits;
+use code::Code;
+use decoder::{Job, LLR_KEY, LLR_KNOWN};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::{ChaCha20Rng, ChaCha8Rng};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Instant;
+use zeroize::Zeroize;
+
+/// Efficiency aimed at by [`reconcile_local`] and [`simulate`] (leaked bits per bit of
+/// `key_bits · h(QBER)`).
+pub const DEFAULT_TARGET_EFFICIENCY: f64 = 1.10;
+/// Shortest key (bits) [`choose_params`] accepts.
+pub const MIN_KEY_BITS: usize = 1024;
+/// Largest QBER (probability) [`choose_params`] accepts.
+pub const MAX_QBER: f64 = 0.15;
+
+/// Efficiency of the first attempt relative to the target, and of the last (all punctured
+/// bits revealed); blind rounds step evenly in between. Tuned by [`simulate`].
+const F_FIRST_BELOW_TARGET: f64 = 0.08;
+const F_LAST_ABOVE_TARGET: f64 = 0.30;
+/// Default number of reveal round trips.
+const REVEAL_ROUNDS: u32 = 6;
+/// Layered min-sum iterations per decoding attempt.
+const MAX_ITERATIONS: u32 = 60;
+/// Bounds on frame length (bits) accepted from a peer.
+const MIN_FRAME: usize = 256;
+const MAX_FRAME: usize = 1 << 20;
+
+/// Errors of LDPC reconciliation.
+#[derive(Debug, thiserror::Error)]
+pub enum LdpcError {
+    /// QBER estimate outside `(0, MAX_QBER]` (or not finite).
+    #[error("QBER estimate {0} is outside the supported range (0, {MAX_QBER}]")]
+    QberOutOfRange(f64),
+    /// Target efficiency not finite or not above 1.
+    #[error("target efficiency {0} must be finite and greater than 1.0")]
+    BadEfficiency(f64),
+    /// Key shorter than [`MIN_KEY_BITS`].
+    #[error("key of {0} bits is too short for LDPC reconciliation (minimum {MIN_KEY_BITS} bits)")]
+    KeyTooShort(usize),
+    /// The key length differs from the one the parameters were chosen for.
+    #[error("key has {actual} bits but the parameters are for {expected} bits")]
+    KeyLengthMismatch {
+        /// `params.key_bits`.
+        expected: usize,
+        /// Length of the key given.
+        actual: usize,
+    },
+    /// Parameters are inconsistent (e.g. received from a faulty peer).
+    #[error("invalid LDPC parameters: {0}")]
+    InvalidParams(String),
+    /// The peer's message was built with other parameters or another code seed.
+    #[error("message parameters differ from ours: {0}")]
+    ParamsMismatch(String),
+    /// A message is malformed (wrong sizes, frame indices, ...).
+    #[error("malformed {what}: {detail}")]
+    Malformed {
+        /// Which message.
+        what: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+    /// A message arrived out of protocol order or for another round.
+    #[error("protocol order: {0}")]
+    OutOfOrder(String),
+    /// The peer asked to reveal more punctured bits than a frame has.
+    #[error("frame {frame}: cannot reveal punctured bits {from}..{to}, only {punctured} exist")]
+    RevealExhausted {
+        /// Frame index.
+        frame: u32,
+        /// First bit asked for.
+        from: usize,
+        /// One past the last bit asked for.
+        to: usize,
+        /// Punctured bits per frame.
+        punctured: usize,
+    },
+}
+
+/// Parameters both stations must share (chosen by [`choose_params`] from the QBER estimate
+/// and the key length; sent along with the syndromes and compared by Bob).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LdpcParams {
+    /// Version of the code construction (must match on both sides).
+    pub code_version: u32,
+    /// Key bits reconciled (all frames together).
+    pub key_bits: usize,
+    /// Code length `n` (bits per frame, including punctured and shortened bits).
+    pub frame_len: usize,
+    /// Parity checks `m` (syndrome bits per frame).
+    pub checks: usize,
+    /// Number of frames the key is split into.
+    pub frames: usize,
+    /// Punctured bits `p` per frame at the first attempt.
+    pub punctured: usize,
+    /// Punctured bits revealed per frame in each blind round.
+    pub reveal_step: usize,
+    /// Most reveal round trips.
+    pub max_reveal_rounds: u32,
+    /// Most min-sum iterations per decoding attempt.
+    pub max_iterations: u32,
+    /// QBER estimate (probability) the parameters were chosen for.
+    pub qber: f64,
+}
+
+impl LdpcParams {
+    /// Key bits carried by frame `f` (frames differ by at most one bit).
+    pub fn frame_key_bits(&self, f: usize) -> usize {
+        self.key_bits / self.frames + usize::from(f < self.key_bits % self.frames)
+    }
+
+    /// Range of key bit indices carried by frame `f`.
+    pub fn frame_range(&self, f: usize) -> Range<usize> {
+        let q = self.key_bits / self.frames;
+        let start = f * q + f.min(self.key_bits % self.frames);
+        start..start + self.frame_key_bits(f)
+    }
+
+    /// Bits leaked by the syndrome of one frame: `checks - punctured`.
+    pub fn syndrome_leak_per_frame(&self) -> usize {
+        self.checks - self.punctured
+    }
+
+    /// Checks internal consistency (cheap; the puncturing capacity is checked when the code
+    /// is built).
+    pub fn validate(&self) -> Result<(), LdpcError> {
+        let bad = |s: String| Err(LdpcError::InvalidParams(s));
+        if self.code_version != code::CODE_VERSION {
+            return bad(format!("code version {} (this build has {})", self.code_version, code::CODE_VERSION));
+        }
+        if !(MIN_FRAME..=MAX_FRAME).contains(&self.frame_len) {
+            return bad(format!("frame length {} outside {MIN_FRAME}..={MAX_FRAME}", self.frame_len));
+        }
+        if self.checks < 4 || self.checks + 3 > self.frame_len {
+            return bad(format!("{} checks for frame length {}", self.checks, self.frame_len));
+        }
+        if self.frames == 0 || self.key_bits < self.frames {
+            return bad(format!("{} key bits in {} frames", self.key_bits, self.frames));
+        }
+        if self.punctured >= self.checks {
+            return bad(format!("{} punctured bits with {} checks", self.punctured, self.checks));
+        }
+        if self.frame_key_bits(0) + self.punctured > self.frame_len {
+            return bad(format!(
+                "{} key bits + {} punctured exceed frame length {}",
+                self.frame_key_bits(0),
+                self.punctured,
+                self.frame_len
+            ));
+        }
+        if self.reveal_step.checked_mul(self.max_reveal_rounds as usize).map_or(true, |t| t > self.punctured) {
+            return bad(format!(
+                "{} rounds of {} revealed bits exceed {} punctured",
+                self.max_reveal_rounds, self.reveal_step, self.punctured
+            ));
+        }
+        if self.max_iterations == 0 || self.max_iterations > 10_000 {
+            return bad(format!("{} iterations", self.max_iterations));
+        }
+        if !(self.qber > 0.0 && self.qber < 0.5) {
+            return bad(format!("QBER {}", self.qber));
+        }
+        Ok(())
+    }
+}
+
+/// Binary entropy `h(p)` in bits.
+fn binary_entropy(p: f64) -> f64 {
+    if p <= 0.0 || p >= 1.0 {
+        0.0
+    } else {
+        -p * p.log2() - (1.0 - p) * (1.0 - p).log2()
+    }
+}
+
+/// Frame length (bits) for a key of `n_bits`: long frames decode closer to capacity, but a
+/// block should still span several frames so both cores have work.
+fn frame_len_for(n_bits: usize) -> usize {
+    (n_bits / 4).next_power_of_two().clamp(2048, 16384)
+}
+
+/// Chooses parameters for reconciling `n_bits` key bits at QBER `qber` (probability), aiming
+/// at an average efficiency of about `target_efficiency`: the first attempt runs at
+/// `f ≈ target - 0.08`, and the blind rounds can lower the rate to `f ≈ target + 0.30`.
+pub fn choose_params(qber: f64, n_bits: usize, target_efficiency: f64) -> Result<LdpcParams, LdpcError> {
+    if !(qber > 0.0 && qber <= MAX_QBER) {
+        return Err(LdpcError::QberOutOfRange(qber));
+    }
+    if !(target_efficiency.is_finite() && target_efficiency > 1.0) {
+        return Err(LdpcError::BadEfficiency(target_efficiency));
+    }
+    if n_bits < MIN_KEY_BITS {
+        return Err(LdpcError::KeyTooShort(n_bits));
+    }
+    let n = frame_len_for(n_bits);
+    let h = binary_entropy(qber);
+    let f_first = (target_efficiency - F_FIRST_BELOW_TARGET).max(1.0);
+    let f_last = target_efficiency + F_LAST_ABOVE_TARGET;
+    let rounds = REVEAL_ROUNDS;
+    let shape = |k: usize| {
+        let step = ((f_last - f_first) * k as f64 * h / rounds as f64).ceil().max(1.0) as usize;
+        let p = step * rounds as usize;
+        let m = (f_first * k as f64 * h).ceil() as usize + p;
+        (step, p, m)
+    };
+    // Largest k with k + p <= n, then spread the key evenly over the frames.
+    let k_max = (n as f64 / (1.0 + (f_last - f_first) * h)).floor() as usize;
+    let k_max = (k_max.saturating_sub(rounds as usize)..=k_max).rev().find(|&k| k + shape(k).1 <= n).unwrap_or(1);
+    let frames = n_bits.div_ceil(k_max.max(1));
+    let k = n_bits.div_ceil(frames);
+    let (step, p, m) = shape(k);
+    let params = LdpcParams {
+        code_version: code::CODE_VERSION,
+        key_bits: n_bits,
+        frame_len: n,
+        checks: m.max(4),
+        frames,
+        punctured: p,
+        reveal_step: step,
+        max_reveal_rounds: rounds,
+        max_iterations: MAX_ITERATIONS,
+        qber,
+    };
+    params.validate()?;
+    Ok(params)
+}
+
+/// Where key, punctured and shortened bits sit in a frame (same for every frame; a frame
+/// with `k_f` key bits uses `fill[..k_f]` for them and shortens `fill[k_f..]`).
+struct Layout {
+    code: Arc<Code>,
+    /// Punctured positions, in reveal order.
+    punctured: Vec<u32>,
+    /// All other positions, key bits first.
+    fill: Vec<u32>,
+}
+
+impl Layout {
+    fn new(params: &LdpcParams, seed: u64) -> Result<Self, LdpcError> {
+        params.validate()?;
+        let code = code::cached(params.frame_len, params.checks, seed);
+        if code.untainted.len() < params.punctured {
+            return Err(LdpcError::InvalidParams(format!(
+                "{} punctured bits asked, the code has {} puncturable positions",
+                params.punctured,
+                code.untainted.len()
+            )));
+        }
+        let punctured = code.untainted[..params.punctured].to_vec();
+        let mut is_p = vec![false; code.n];
+        for &v in &punctured {
+            is_p[v as usize] = true;
+        }
+        let mut fill: Vec<u32> = (0..code.n as u32).filter(|&v| !is_p[v as usize]).collect();
+        fill.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x5a5a_1d9c_0f1e_7b33));
+        Ok(Self { code, punctured, fill })
+    }
+}
+
+/// Statistics of one reconciliation (identical on both sides).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LdpcStats {
+    /// Bits of information about the key disclosed: `frames·(m − p) + revealed` (see module doc).
+    pub leaked_bits: u64,
+    /// Raw bits sent by Alice: `frames·m + revealed`.
+    pub disclosed_bits: u64,
+    /// Punctured bits revealed in blind rounds (included in both counts above).
+    pub revealed_bits: u64,
+    /// Reveal round trips used (0 when every frame decoded at once).
+    pub round_trips: u64,
+    /// Frames.
+    pub frames: u64,
+    /// Frames that failed the first attempt.
+    pub first_attempt_failures: u64,
+    /// Frames that never decoded (discarded).
+    pub failed_frames: u64,
+    /// Key bits discarded with the failed frames.
+    pub discarded_bits: u64,
+    /// Key bits reconciled (input length).
+    pub key_bits: u64,
+    /// Bob's decoding wall time (seconds); 0 on Alice's side.
+    pub decode_seconds: f64,
+}
+
+impl LdpcStats {
+    /// Efficiency `leaked / (key_bits · h(qber))` for the given QBER (probability).
+    pub fn efficiency(&self, qber: f64) -> f64 {
+        self.leaked_bits as f64 / (self.key_bits as f64 * binary_entropy(qber))
+    }
+}
+
+/// Alice → Bob: parameters, code seed and one syndrome per frame.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SyndromeMsg {
+    /// Parameters Alice used.
+    pub params: LdpcParams,
+    /// Code seed Alice used.
+    pub seed: u64,
+    /// Per frame, the `checks`-bit syndrome packed LSB-first.
+    pub syndromes: Vec<Vec<u64>>,
+}
+
+/// Bob → Alice: frames that failed, asking for the next punctured bits of each.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RevealRequest {
+    /// Round number, from 1.
+    pub round: u32,
+    /// Frame indices, strictly increasing.
+    pub frames: Vec<u32>,
+}
+
+/// Alice → Bob: the next `reveal_step` punctured bits of each requested frame.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RevealMsg {
+    /// Round answered.
+    pub round: u32,
+    /// Frames, as in the request.
+    pub frames: Vec<u32>,
+    /// Per frame, `reveal_step` bits packed LSB-first.
+    pub bits: Vec<Vec<u64>>,
+}
+
+/// Bob → Alice: frames that never decoded (both discard them).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DoneMsg {
+    /// Frame indices, strictly increasing.
+    pub discarded_frames: Vec<u32>,
+}
+
+/// Result for one station: the reconciled key without the discarded frames.
+#[derive(Debug)]
+pub struct LdpcOutcome {
+    /// Reconciled key (input length minus `stats.discarded_bits`).
+    pub key: SecretBits,
+    /// Ranges of input key bit indices that were dropped.
+    pub discarded: Vec<Range<usize>>,
+    /// Statistics.
+    pub stats: LdpcStats,
+}
+
+/// What Bob does next.
+#[derive(Debug)]
+pub enum BobStep {
+    /// Send this request to Alice and pass her answer to [`LdpcBob::receive_reveal`].
+    NeedMore(RevealRequest),
+    /// Finished: send the [`DoneMsg`] to Alice; the outcome is Bob's reconciled key.
+    Done(LdpcOutcome, DoneMsg),
+}
+
+fn check_frame_list(frames: &[u32], n_frames: usize, what: &'static str) -> Result<(), LdpcError> {
+    if frames.windows(2).any(|w| w[0] >= w[1]) || frames.last().is_some_and(|&f| f as usize >= n_frames) {
+        return Err(LdpcError::Malformed {
+            what,
+            detail: format!("frame list must be strictly increasing and below {n_frames}"),
+        });
+    }
+    Ok(())
+}
+
+/// Concatenates the key bits of the frames not in `discarded` (sorted).
+fn assemble(params: &LdpcParams, discarded: &[u32], frame_bits: impl Fn(usize) -> SecretBits) -> (SecretBits, Vec<Range<usize>>) {
+    let mut key = SecretBits::new();
+    let mut ranges = Vec::new();
+    let mut d = discarded.iter().peekable();
+    for f in 0..params.frames {
+        if d.peek().is_some_and(|&&x| x as usize == f) {
+            d.next();
+            ranges.push(params.frame_range(f));
+        } else {
+            key.extend_from(&frame_bits(f));
+        }
+    }
+    (key, ranges)
+}
+
+fn get_bit(words: &[u64], i: usize) -> bool {
+    (words[i / 64] >> (i % 64)) & 1 == 1
+}
+
+/// Alice's side.
+pub struct LdpcAlice {
+    params: LdpcParams,
+    key: SecretBits,
+    /// Punctured values of all frames, `punctured` bits per frame (secret).
+    punct: SecretBits,
+    /// Punctured bits revealed so far, per frame.
+    revealed: Vec<usize>,
+    round: u32,
+    stats: LdpcStats,
+}
+
+impl std::fmt::Debug for LdpcAlice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LdpcAlice").field("params", &self.params).field("round", &self.round).finish_non_exhaustive()
+    }
+}
+
+impl LdpcAlice {
+    /// Starts reconciliation of `key` and returns the syndrome message for Bob. `seed` selects
+    /// the code (public; both stations must use the same).
+    pub fn new(key: &SecretBits, params: &LdpcParams, seed: u64) -> Result<(Self, SyndromeMsg), LdpcError> {
+        let layout = Layout::new(params, seed)?;
+        if key.len() != params.key_bits {
+            return Err(LdpcError::KeyLengthMismatch { expected: params.key_bits, actual: key.len() });
+        }
+        let p = params.punctured;
+        let mut rng = ChaCha20Rng::from_entropy();
+        let mut punct = SecretBits::zeros(params.frames * p);
+        for i in 0..punct.len() {
+            punct.set(i, rng.gen::<bool>());
+        }
+        let code = &layout.code;
+        let syndromes: Vec<Vec<u64>> = (0..params.frames)
+            .into_par_iter()
+            .map(|f| {
+                let mut x = vec![0u64; code.n.div_ceil(64)];
+                let r = params.frame_range(f);
+                for (j, i) in r.enumerate() {
+                    let v = layout.fill[j] as usize;
+                    x[v / 64] |= u64::from(key.get(i)) << (v % 64);
+                }
+                for (j, &v) in layout.punctured.iter().enumerate() {
+                    x[v as usize / 64] |= u64::from(punct.get(f * p + j)) << (v % 64);
+                }
+                let s = code.syndrome(&x);
+                x.zeroize();
+                s
+            })
+            .collect();
+        let stats = LdpcStats {
+            leaked_bits: (params.frames * params.syndrome_leak_per_frame()) as u64,
+            disclosed_bits: (params.frames * params.checks) as u64,
+            frames: params.frames as u64,
+            key_bits: params.key_bits as u64,
+            ..Default::default()
+        };
+        let alice = Self {
+            params: params.clone(),
+            key: key.clone(),
+            punct,
+            revealed: vec![0; params.frames],
+            round: 0,
+            stats,
+        };
+        Ok((alice, SyndromeMsg { params: params.clone(), seed, syndromes }))
+    }
+
+    /// Answers a reveal request with the next `reveal_step` punctured bits of each frame.
+    pub fn reveal(&mut self, req: &RevealRequest) -> Result<RevealMsg, LdpcError> {
+        if req.round != self.round + 1 || req.round > self.params.max_reveal_rounds {
+            return Err(LdpcError::OutOfOrder(format!(
+                "reveal request for round {}, expected round {} of at most {}",
+                req.round,
+                self.round + 1,
+                self.params.max_reveal_rounds
+            )));
+        }
+        check_frame_list(&req.frames, self.params.frames, "reveal request")?;
+        let (p, step) = (self.params.punctured, self.params.reveal_step);
+        if let Some(&f) = req.frames.iter().find(|&&f| self.revealed[f as usize] + step > p) {
+            let from = self.revealed[f as usize];
+            return Err(LdpcError::RevealExhausted { frame: f, from, to: from + step, punctured: p });
+        }
+        let mut bits = Vec::with_capacity(req.frames.len());
+        for &f in &req.frames {
+            let f = f as usize;
+            let from = self.revealed[f];
+            let mut w = vec![0u64; step.div_ceil(64)];
+            for j in 0..step {
+                w[j / 64] |= u64::from(self.punct.get(f * p + from + j)) << (j % 64);
+            }
+            self.revealed[f] = from + step;
+            bits.push(w);
+        }
+        let n = (req.frames.len() * step) as u64;
+        self.stats.leaked_bits += n;
+        self.stats.disclosed_bits += n;
+        self.stats.revealed_bits += n;
+        self.stats.round_trips += 1;
+        if req.round == 1 {
+            self.stats.first_attempt_failures = req.frames.len() as u64;
+        }
+        self.round = req.round;
+        Ok(RevealMsg { round: req.round, frames: req.frames.clone(), bits })
+    }
+
+    /// Finishes with Bob's list of discarded frames; returns Alice's reconciled key.
+    pub fn finish(self, done: &DoneMsg) -> Result<LdpcOutcome, LdpcError> {
+        check_frame_list(&done.discarded_frames, self.params.frames, "done message")?;
+        let mut stats = self.stats.clone();
+        let (key, discarded) =
+            assemble(&self.params, &done.discarded_frames, |f| { let r = self.params.frame_range(f); self.key.slice(r.start, r.end) });
+        stats.failed_frames = discarded.len() as u64;
+        stats.discarded_bits = discarded.iter().map(|r| r.len() as u64).sum();
+        Ok(LdpcOutcome { key, discarded, stats })
+    }
+
+    /// Statistics so far.
+    pub fn stats(&self) -> &LdpcStats {
+        &self.stats
+    }
+}
+
+/// Bob's side.
+pub struct LdpcBob {
+    params: LdpcParams,
+    seed: u64,
+    layout: Layout,
+    key: SecretBits,
+    syndromes: Vec<Vec<u64>>,
+    /// Revealed punctured values per frame (public once revealed).
+    revealed: Vec<Vec<bool>>,
+    /// Corrected key bits of each decoded frame.
+    decoded: Vec<Option<SecretBits>>,
+    /// The request Bob is waiting on.
+    pending: Option<RevealRequest>,
+    stats: LdpcStats,
+}
+
+impl std::fmt::Debug for LdpcBob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LdpcBob").field("params", &self.params).field("pending", &self.pending).finish_non_exhaustive()
+    }
+}
+
+impl LdpcBob {
+    /// Prepares Bob with his (noisy) `key`; `seed` must equal Alice's.
+    pub fn new(key: &SecretBits, params: &LdpcParams, seed: u64) -> Result<Self, LdpcError> {
+        let layout = Layout::new(params, seed)?;
+        if key.len() != params.key_bits {
+            return Err(LdpcError::KeyLengthMismatch { expected: params.key_bits, actual: key.len() });
+        }
+        Ok(Self {
+            params: params.clone(),
+            seed,
+            layout,
+            key: key.clone(),
+            syndromes: Vec::new(),
+            revealed: vec![Vec::new(); params.frames],
+            decoded: vec![None; params.frames],
+            pending: None,
+            stats: LdpcStats {
+                frames: params.frames as u64,
+                key_bits: params.key_bits as u64,
+                ..Default::default()
+            },
+        })
+    }
+
+    /// Takes Alice's syndromes and decodes every frame.
+    pub fn receive_syndrome(&mut self, msg: &SyndromeMsg) -> Result<BobStep, LdpcError> {
+        if !self.syndromes.is_empty() {
+            return Err(LdpcError::OutOfOrder("a second syndrome message".into()));
+        }
+        if msg.params != self.params {
+            return Err(LdpcError::ParamsMismatch(format!("Alice's {:?} vs Bob's {:?}", msg.params, self.params)));
+        }
+        if msg.seed != self.seed {
+            return Err(LdpcError::ParamsMismatch(format!("code seed {} vs {}", msg.seed, self.seed)));
+        }
+        let words = self.params.checks.div_ceil(64);
+        if msg.syndromes.len() != self.params.frames || msg.syndromes.iter().any(|s| s.len() != words) {
+            return Err(LdpcError::Malformed {
+                what: "syndrome message",
+                detail: format!("expected {} syndromes of {words} words", self.params.frames),
+            });
+        }
+        self.syndromes = msg.syndromes.clone();
+        self.stats.leaked_bits = (self.params.frames * self.params.syndrome_leak_per_frame()) as u64;
+        self.stats.disclosed_bits = (self.params.frames * self.params.checks) as u64;
+        let all: Vec<u32> = (0..self.params.frames as u32).collect();
+        self.decode(&all);
+        let failed = self.failed();
+        self.stats.first_attempt_failures = failed.len() as u64;
+        Ok(self.next_step(failed, 1))
+    }
+
+    /// Takes Alice's revealed bits and retries the frames that failed.
+    pub fn receive_reveal(&mut self, msg: &RevealMsg) -> Result<BobStep, LdpcError> {
+        let Some(req) = self.pending.take() else {
+            return Err(LdpcError::OutOfOrder("reveal message without a pending request".into()));
+        };
+        if msg.round != req.round || msg.frames != req.frames {
+            let detail = format!("answer for round {} ({} frames), asked round {} ({} frames)", msg.round, msg.frames.len(), req.round, req.frames.len());
+            self.pending = Some(req);
+            return Err(LdpcError::OutOfOrder(detail));
+        }
+        let step = self.params.reveal_step;
+        if msg.bits.len() != msg.frames.len() || msg.bits.iter().any(|b| b.len() != step.div_ceil(64)) {
+            self.pending = Some(req);
+            return Err(LdpcError::Malformed { what: "reveal message", detail: format!("expected {step} bits per frame") });
+        }
+        for (&f, bits) in msg.frames.iter().zip(&msg.bits) {
+            self.revealed[f as usize].extend((0..step).map(|j| get_bit(bits, j)));
+        }
+        let n = (msg.frames.len() * step) as u64;
+        self.stats.leaked_bits += n;
+        self.stats.disclosed_bits += n;
+        self.stats.revealed_bits += n;
+        self.stats.round_trips += 1;
+        self.decode(&msg.frames);
+        let failed = self.failed();
+        Ok(self.next_step(failed, msg.round + 1))
+    }
+
+    fn failed(&self) -> Vec<u32> {
+        (0..self.params.frames as u32).filter(|&f| self.decoded[f as usize].is_none()).collect()
+    }
+
+    fn next_step(&mut self, failed: Vec<u32>, next_round: u32) -> BobStep {
+        if failed.is_empty() || next_round > self.params.max_reveal_rounds {
+            let (key, discarded) = assemble(&self.params, &failed, |f| self.decoded[f].clone().unwrap_or_default());
+            let mut stats = self.stats.clone();
+            stats.failed_frames = discarded.len() as u64;
+            stats.discarded_bits = discarded.iter().map(|r| r.len() as u64).sum();
+            BobStep::Done(LdpcOutcome { key, discarded, stats }, DoneMsg { discarded_frames: failed })
+        } else {
+            let req = RevealRequest { round: next_round, frames: failed };
+            self.pending = Some(req.clone());
+            BobStep::NeedMore(req)
+        }
+    }
+
+    /// Decodes the given frames with what is known now and stores the successes.
+    fn decode(&mut self, frames: &[u32]) {
+        let start = Instant::now();
+        let (params, layout, key) = (&self.params, &self.layout, &self.key);
+        let n = layout.code.n;
+        let mut jobs: Vec<Job> = frames
+            .par_iter()
+            .map(|&f| {
+                let f = f as usize;
+                let mut llr = vec![LLR_KNOWN; n];
+                let rev = &self.revealed[f];
+                for (j, &v) in layout.punctured.iter().enumerate() {
+                    llr[v as usize] = match rev.get(j) {
+                        Some(true) => -LLR_KNOWN,
+                        Some(false) => LLR_KNOWN,
+                        None => 0,
+                    };
+                }
+                for (j, i) in params.frame_range(f).enumerate() {
+                    llr[layout.fill[j] as usize] = if key.get(i) { -LLR_KEY } else { LLR_KEY };
+                }
+                Job { llr, syndrome: self.syndromes[f].clone() }
+            })
+            .collect();
+        let results = decoder::decode_all(&layout.code, &jobs, params.max_iterations);
+        for job in jobs.iter_mut() {
+            job.llr.zeroize();
+        }
+        for (&f, word) in frames.iter().zip(results) {
+            let f = f as usize;
+            let Some(mut word) = word else { continue };
+            // Known bits must have kept their values (they always do unless the fixed-point
+            // decoder saturated pathologically); otherwise treat the frame as failed.
+            let kf = params.frame_key_bits(f);
+            let known_ok = layout.fill[kf..].iter().all(|&v| !get_bit(&word, v as usize))
+                && self.revealed[f].iter().zip(&layout.punctured).all(|(&b, &v)| get_bit(&word, v as usize) == b);
+            if known_ok {
+                let mut bits = SecretBits::zeros(kf);
+                for j in 0..kf {
+                    bits.set(j, get_bit(&word, layout.fill[j] as usize));
+                }
+                self.decoded[f] = Some(bits);
+            }
+            word.zeroize();
+        }
+        self.stats.decode_seconds += start.elapsed().as_secs_f64();
+    }
+
+    /// Statistics so far.
+    pub fn stats(&self) -> &LdpcStats {
+        &self.stats
+    }
+}
+
+/// Runs both stations in one process on `alice` and `bob` (equal lengths), with parameters
+/// from [`choose_params`] at [`DEFAULT_TARGET_EFFICIENCY`]. On return both keys are replaced by
+/// the reconciled keys (frames that failed are removed from both; see
+/// [`LdpcStats::discarded_bits`]). For tests, benchmarks and reports.
+pub fn reconcile_local(alice: &mut SecretBits, bob: &mut SecretBits, qber_estimate: f64, seed: u64) -> Result<LdpcStats, LdpcError> {
+    let params = choose_params(qber_estimate, alice.len(), DEFAULT_TARGET_EFFICIENCY)?;
+    let (a_out, b_out) = run_protocol(alice, bob, &params, seed)?;
+    *alice = a_out.key;
+    *bob = b_out.key;
+    Ok(b_out.stats)
+}
+
+/// The message exchange between an [`LdpcAlice`] and an [`LdpcBob`] in one process.
+fn run_protocol(alice: &SecretBits, bob: &SecretBits, params: &LdpcParams, seed: u64) -> Result<(LdpcOutcome, LdpcOutcome), LdpcError> {
+    let (mut a, msg) = LdpcAlice::new(alice, params, seed)?;
+    let mut b = LdpcBob::new(bob, params, seed)?;
+    let mut step = b.receive_syndrome(&msg)?;
+    loop {
+        match step {
+            BobStep::NeedMore(req) => {
+                let rev = a.reveal(&req)?;
+                step = b.receive_reveal(&rev)?;
+            }
+            BobStep::Done(b_out, done) => {
+                let a_out = a.finish(&done)?;
+                return Ok((a_out, b_out));
+            }
+        }
+    }
+}
+
+/// Averages of [`simulate`] runs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SimReport {
+    /// Key bits per trial.
+    pub key_bits: usize,
+    /// Channel QBER (probability).
+    pub qber: f64,
+    /// Trials run.
+    pub trials: usize,
+    /// Frame length (bits) and checks per frame used.
+    pub frame_len: usize,
+    /// Parity checks per frame.
+    pub checks: usize,
+    /// `Σ leaked / (Σ key bits · h(qber))` over all trials (discarded frames included).
+    pub efficiency: f64,
+    /// Fraction of frames discarded after all rounds.
+    pub frame_error_rate: f64,
+    /// Fraction of frames that failed the first attempt.
+    pub first_attempt_fer: f64,
+    /// Mean reveal round trips per trial.
+    pub mean_round_trips: f64,
+    /// Most reveal round trips in a trial.
+    pub max_round_trips: u64,
+    /// Bits still wrong in kept frames (undetected decoding errors), all trials.
+    pub residual_errors: u64,
+    /// Key bits / Bob's decoding wall time (bits per second).
+    pub decode_bits_per_second: f64,
+}
+
+/// Simulates `trials` reconciliations of `n` random key bits through a BSC with crossover
+/// `qber` (probability), Bob using the true QBER as estimate and `DEFAULT_TARGET_EFFICIENCY`.
+///
+/// # Panics
+/// If the parameters are unsupported (see [`choose_params`]).
+pub fn simulate(n: usize, qber: f64, trials: usize, seed: u64) -> SimReport {
+    let params = choose_params(qber, n, DEFAULT_TARGET_EFFICIENCY).expect("simulate: unsupported parameters");
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (mut leaked, mut bits, mut frames, mut failed, mut first, mut rounds, mut max_rounds, mut residual, mut secs) =
+        (0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0f64);
+    for t in 0..trials {
+        let mut a = SecretBits::zeros(n);
+        let mut b = SecretBits::zeros(n);
+        for i in 0..n {
+            let x = rng.gen::<bool>();
+            a.set(i, x);
+            b.set(i, x ^ rng.gen_bool(qber));
+        }
+        let (ao, bo) = run_protocol(&a, &b, &params, seed.wrapping_add(t as u64)).expect("simulate: protocol error");
+        let s = &bo.stats;
+        leaked += s.leaked_bits;
+        bits += s.key_bits;
+        frames += s.frames;
+        failed += s.failed_frames;
+        first += s.first_attempt_failures;
+        rounds += s.round_trips;
+        max_rounds = max_rounds.max(s.round_trips);
+        residual += ao.key.hamming_distance(&bo.key) as u64;
+        secs += s.decode_seconds;
+    }
+    SimReport {
+        key_bits: n,
+        qber,
+        trials,
+        frame_len: params.frame_len,
+        checks: params.checks,
+        efficiency: leaked as f64 / (bits as f64 * binary_entropy(qber)),
+        frame_error_rate: failed as f64 / frames.max(1) as f64,
+        first_attempt_fer: first as f64 / frames.max(1) as f64,
+        mean_round_trips: rounds as f64 / trials.max(1) as f64,
+        max_round_trips: max_rounds,
+        residual_errors: residual,
+        decode_bits_per_second: bits as f64 / secs.max(1e-12),
+    }
+}
