@@ -12,3 +12,6 @@ pub mod channel;
 pub mod tagfmt;
 pub mod tagger;
 pub mod tagger_model;
+pub mod top;
+pub mod uart_stream;
+pub mod verilog;
