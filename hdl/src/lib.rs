@@ -15,3 +15,4 @@ pub mod tagger_model;
 pub mod top;
 pub mod uart_stream;
 pub mod verilog;
+pub mod synth;

@@ -1,0 +1,214 @@
+//! The open iCE40 flow: yosys `synth_ice40` → nextpnr-ice40 → icepack, with the utilization
+//! and Fmax read back from the tools' logs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use thiserror::Error;
+
+use crate::top::Board;
+
+/// A failure of the FPGA flow.
+#[derive(Debug, Error)]
+pub enum SynthError {
+    /// A tool could not be started (not installed: run `scripts/setup`).
+    #[error("cannot run {tool}: {source} (install the FPGA tools with scripts/setup)")]
+    Spawn {
+        /// The tool.
+        tool: String,
+        /// Why it did not start.
+        source: std::io::Error,
+    },
+    /// A tool ran and failed.
+    #[error("{tool} failed with {status}; see {log}")]
+    Failed {
+        /// The tool.
+        tool: String,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// Its log file.
+        log: PathBuf,
+    },
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The log did not contain a figure the flow needs.
+    #[error("{log}: no {what} found in the log")]
+    Parse {
+        /// The log file.
+        log: PathBuf,
+        /// What was looked for.
+        what: &'static str,
+    },
+}
+
+/// What place and route reported for one board top.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SynthReport {
+    /// The board.
+    pub board: Board,
+    /// Logic cells used (ICESTORM_LC).
+    pub logic_cells: u32,
+    /// Logic cells available on the device.
+    pub logic_cells_total: u32,
+    /// Block RAMs used (ICESTORM_RAM).
+    pub brams: u32,
+    /// Block RAMs on the device.
+    pub brams_total: u32,
+    /// I/O cells used (SB_IO).
+    pub ios: u32,
+    /// I/O cells on the package.
+    pub ios_total: u32,
+    /// Fmax of the tagger clock (the PLL output), in MHz.
+    pub fmax_mhz: f64,
+    /// Target clock, in MHz.
+    pub target_mhz: f64,
+    /// The bitstream written by icepack.
+    pub bitstream: PathBuf,
+}
+
+impl SynthReport {
+    /// True when the tagger clock meets its target.
+    pub fn meets_timing(&self) -> bool {
+        self.fmax_mhz >= self.target_mhz
+    }
+}
+
+impl std::fmt::Display for SynthReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pct = |a: u32, b: u32| 100.0 * a as f64 / b.max(1) as f64;
+        write!(
+            f,
+            "{:<11} LCs {:>5}/{:<5} ({:>4.1}%)  BRAM {:>2}/{:<2}  IO {:>2}/{:<3}  Fmax {:>6.1} MHz (target {:.1} MHz: {})  {}",
+            self.board.name(),
+            self.logic_cells,
+            self.logic_cells_total,
+            pct(self.logic_cells, self.logic_cells_total),
+            self.brams,
+            self.brams_total,
+            self.ios,
+            self.ios_total,
+            self.fmax_mhz,
+            self.target_mhz,
+            if self.meets_timing() { "PASS" } else { "FAIL" },
+            self.bitstream.display()
+        )
+    }
+}
+
+fn run(tool: &str, args: &[&str], log: &Path) -> Result<(), SynthError> {
+    let out = Command::new(tool)
+        .args(args)
+        .output()
+        .map_err(|source| SynthError::Spawn { tool: tool.into(), source })?;
+    let mut text = out.stdout;
+    text.extend_from_slice(&out.stderr);
+    std::fs::write(log, &text).map_err(|source| SynthError::Io { path: log.into(), source })?;
+    if !out.status.success() {
+        return Err(SynthError::Failed { tool: tool.into(), status: out.status, log: log.into() });
+    }
+    Ok(())
+}
+
+/// Parses "ICESTORM_LC:  1234/ 7680" style utilization lines of a nextpnr log.
+fn utilization(log: &str, cell: &str) -> Option<(u32, u32)> {
+    let key = format!("{cell}:");
+    let line = log.lines().rev().find(|l| l.trim_start_matches("Info:").trim_start().starts_with(&key))?;
+    let rest = line.split_once(':')?.1;
+    let (used, total) = rest.split_once('/')?;
+    Some((used.trim().parse().ok()?, total.split_whitespace().next()?.parse().ok()?))
+}
+
+/// Parses the last "Max frequency for clock 'X': F MHz" line naming the PLL output clock.
+fn fmax(log: &str) -> Option<f64> {
+    log.lines()
+        .rev()
+        .filter(|l| l.contains("Max frequency for clock") && l.contains("clock_out"))
+        .find_map(|l| l.split("': ").nth(1)?.split_whitespace().next()?.parse().ok())
+}
+
+/// Runs the whole flow for `board` on the Verilog in `verilog_dir`, writing into `out_dir`,
+/// with the pin constraints in `constraints_dir`. `seed` is nextpnr's placer seed.
+pub fn synthesize(
+    board: Board,
+    verilog_dir: &Path,
+    constraints_dir: &Path,
+    out_dir: &Path,
+    seed: u32,
+) -> Result<SynthReport, SynthError> {
+    std::fs::create_dir_all(out_dir).map_err(|source| SynthError::Io { path: out_dir.into(), source })?;
+    let name = board.name();
+    let top = format!("top_{name}");
+    let v = verilog_dir.join(format!("{top}.v"));
+    let json = out_dir.join(format!("{name}.json"));
+    let asc = out_dir.join(format!("{name}.asc"));
+    let bin = out_dir.join(format!("{name}.bin"));
+    let pcf = constraints_dir.join(format!("{name}.pcf"));
+    let ylog = out_dir.join(format!("{name}.yosys.log"));
+    let plog = out_dir.join(format!("{name}.nextpnr.log"));
+    let target = board.clock_mhz();
+    run(
+        "yosys",
+        &["-q", "-p", &format!("synth_ice40 -abc9 -dff -top {top} -json {}", json.display()), &v.to_string_lossy()],
+        &ylog,
+    )?;
+    let freq = format!("{target}");
+    let seed = seed.to_string();
+    let [dev, pkg] = board.nextpnr_args();
+    run(
+        "nextpnr-ice40",
+        &[
+            dev,
+            pkg,
+            "--json",
+            &json.to_string_lossy(),
+            "--pcf",
+            &pcf.to_string_lossy(),
+            "--asc",
+            &asc.to_string_lossy(),
+            "--freq",
+            &freq,
+            "--seed",
+            &seed,
+            "--timing-allow-fail",
+        ],
+        &plog,
+    )?;
+    run("icepack", &[&asc.to_string_lossy(), &bin.to_string_lossy()], &out_dir.join(format!("{name}.icepack.log")))?;
+    let log = std::fs::read_to_string(&plog).map_err(|source| SynthError::Io { path: plog.clone(), source })?;
+    let parse = |what| SynthError::Parse { log: plog.clone(), what };
+    let (logic_cells, logic_cells_total) = utilization(&log, "ICESTORM_LC").ok_or_else(|| parse("ICESTORM_LC"))?;
+    let (brams, brams_total) = utilization(&log, "ICESTORM_RAM").ok_or_else(|| parse("ICESTORM_RAM"))?;
+    let (ios, ios_total) = utilization(&log, "SB_IO").ok_or_else(|| parse("SB_IO"))?;
+    let fmax_mhz = fmax(&log).ok_or_else(|| parse("Fmax of the PLL clock"))?;
+    Ok(SynthReport {
+        board,
+        logic_cells,
+        logic_cells_total,
+        brams,
+        brams_total,
+        ios,
+        ios_total,
+        fmax_mhz,
+        target_mhz: target,
+        bitstream: bin,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_nextpnr_log_lines() {
+        let log = "Info: Device utilisation:\nInfo: \t         ICESTORM_LC:   812/ 7680    10%\n\
+                   Info: Max frequency for clock 'pll.clock_out': 162.55 MHz (PASS at 150.00 MHz)\n";
+        assert_eq!(utilization(log, "ICESTORM_LC"), Some((812, 7680)));
+        assert_eq!(fmax(log), Some(162.55));
+    }
+}
