@@ -29,25 +29,31 @@ pub struct ChannelFrontEnd {
     sync: BitSynchronizer,
     prev: DFF<Bit>,
     dead: DFF<Bits<DEAD_TIME_BITS>>,
+    // Registered "dead != 0", so the fire decision needs no 16-bit compare.
+    busy: DFF<Bit>,
+    dead_time_reg: DFF<Bits<DEAD_TIME_BITS>>,
+    dead_time_zero: DFF<Bit>,
     edge_seen: Signal<Local, Bit>,
 }
 
 impl Logic for ChannelFrontEnd {
     #[hdl_gen]
     fn update(&mut self) {
-        dff_setup!(self, clock, prev, dead);
+        dff_setup!(self, clock, prev, dead, busy, dead_time_reg, dead_time_zero);
         clock!(self, clock, sync);
         self.sync.sig_in.next = self.pin.val();
         self.prev.d.next = self.sync.sig_out.val();
         self.edge_seen.next = (self.sync.sig_out.val() & !self.prev.q.val() & !self.falling.val())
             | (!self.sync.sig_out.val() & self.prev.q.val() & self.falling.val());
+        self.dead_time_reg.d.next = self.dead_time.val();
+        self.dead_time_zero.d.next = self.dead_time.val() == 0;
         self.fire.next = false;
-        if self.dead.q.val() == 0 {
-            if self.edge_seen.val() & self.enable.val() {
-                self.fire.next = true;
-                self.dead.d.next = self.dead_time.val();
-            }
-        } else {
+        if self.edge_seen.val() & self.enable.val() & !self.busy.q.val() {
+            self.fire.next = true;
+            self.dead.d.next = self.dead_time_reg.q.val();
+            self.busy.d.next = !self.dead_time_zero.q.val();
+        } else if self.busy.q.val() {
+            self.busy.d.next = self.dead.q.val() != 1;
             self.dead.d.next = self.dead.q.val() - 1;
         }
     }

@@ -118,18 +118,23 @@ fn run(tool: &str, args: &[&str], log: &Path) -> Result<(), SynthError> {
 /// Parses "ICESTORM_LC:  1234/ 7680" style utilization lines of a nextpnr log.
 fn utilization(log: &str, cell: &str) -> Option<(u32, u32)> {
     let key = format!("{cell}:");
-    let line = log.lines().rev().find(|l| l.trim_start_matches("Info:").trim_start().starts_with(&key))?;
-    let rest = line.split_once(':')?.1;
+    let line = log.lines().rev().map(|l| l.trim_start_matches("Info:").trim_start()).find(|l| l.starts_with(&key))?;
+    let rest = &line[key.len()..];
     let (used, total) = rest.split_once('/')?;
     Some((used.trim().parse().ok()?, total.split_whitespace().next()?.parse().ok()?))
 }
 
-/// Parses the last "Max frequency for clock 'X': F MHz" line naming the PLL output clock.
+/// Parses the "Max frequency for clock 'X': F MHz" lines of a nextpnr log: the lowest of the
+/// last figure reported for each clock (the board tops have one clock domain, the PLL output).
 fn fmax(log: &str) -> Option<f64> {
-    log.lines()
-        .rev()
-        .filter(|l| l.contains("Max frequency for clock") && l.contains("clock_out"))
-        .find_map(|l| l.split("': ").nth(1)?.split_whitespace().next()?.parse().ok())
+    let mut last = std::collections::BTreeMap::new();
+    for l in log.lines().filter(|l| l.contains("Max frequency for clock")) {
+        let Some((name, rest)) = l.split_once("clock '").and_then(|(_, r)| r.split_once("': ")) else { continue };
+        if let Some(f) = rest.split_whitespace().next().and_then(|f| f.parse::<f64>().ok()) {
+            last.insert(name.to_string(), f);
+        }
+    }
+    last.into_values().reduce(f64::min)
 }
 
 /// Runs the whole flow for `board` on the Verilog in `verilog_dir`, writing into `out_dir`,

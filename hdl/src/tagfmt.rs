@@ -27,8 +27,9 @@
 //! * **LOST**: the number of channel events (a set bit of a mask counts as one event) that
 //!   the tagger had to drop because its FIFO was full, since the previous LOST record. It
 //!   sits in the stream exactly where the events went missing: after every record older
-//!   than the first drop, before every record newer than the last. The count saturates at
-//!   2^30 − 1 ([`LOST_SATURATED`]), which the host reports as "at least".
+//!   than the first drop, before every record newer than the last. The count is exact up to
+//!   2^29; beyond that the hardware writes [`LOST_SATURATED`] (2^30 − 1), which means "2^29 or
+//!   more" and which the host reports as saturated.
 
 use thiserror::Error;
 
@@ -52,7 +53,7 @@ pub const KIND_EVENT: u32 = 0b01;
 pub const KIND_EPOCH: u32 = 0b10;
 /// Kind field of a LOST record.
 pub const KIND_LOST: u32 = 0b11;
-/// A LOST count at this value means "this many or more".
+/// A LOST count at this value means "2^29 or more channel events".
 pub const LOST_SATURATED: u32 = (1 << LOST_BITS) - 1;
 
 const TIME_LOW_MASK: u32 = (1 << TIME_LOW_BITS) - 1;

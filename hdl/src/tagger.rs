@@ -1,7 +1,11 @@
-//! The multi-channel time tagger: channel front ends, time base, record writer and tag FIFO.
+//! The multi-channel time tagger: channel front ends, time base, entry writer, event FIFO and
+//! record formatter.
 //!
 //! Record format: [`crate::tagfmt`]. Exact cycle behaviour, and the reference model the
-//! gateware is checked against: [`crate::tagger_model`].
+//! gateware is checked against: [`crate::tagger_model`]. The design keeps every decision in
+//! the per-tick path to a few LUT levels over registered flags, so the tagger clock can run at
+//! 150 MHz on an iCE40 HX; the formatter, which only has to keep up with the host, takes
+//! three ticks per entry.
 
 use rust_hdl::prelude::*;
 
@@ -10,21 +14,23 @@ use crate::tagfmt::{
     EPOCH_BITS, KIND_EPOCH, KIND_EVENT, KIND_LOST, KIND_SHIFT, LOST_BITS, LOST_SATURATED, MASK_SHIFT,
     MAX_CHANNELS, RECORD_BITS, TIME_LOW_BITS,
 };
-use crate::tagger_model::FIFO_DEPTH;
+use crate::tagger_model::EVENT_FIFO_DEPTH;
 
-/// Address width of the tag FIFO (log2 of [`FIFO_DEPTH`]).
-pub const FIFO_ADDR_BITS: usize = 9;
-/// Width of the FIFO occupancy output, in bits (records).
+/// Address width of the event FIFO (log2 of [`EVENT_FIFO_DEPTH`]).
+pub const FIFO_ADDR_BITS: usize = 8;
+/// Width of the FIFO occupancy output, in bits (entries).
 pub const OCCUPANCY_BITS: usize = FIFO_ADDR_BITS + 1;
+/// Width of an event-FIFO entry: kind (2), epoch (30), record (32).
+pub const ENTRY_BITS: usize = 64;
 
-/// The tag FIFO: [`FIFO_DEPTH`] records of [`RECORD_BITS`] bits in block RAM.
-pub type TagFifo = SynchronousFIFO<Bits<RECORD_BITS>, FIFO_ADDR_BITS, OCCUPANCY_BITS, 1>;
+/// The event FIFO: [`EVENT_FIFO_DEPTH`] entries of [`ENTRY_BITS`] bits in block RAM.
+pub type EventFifo = SynchronousFIFO<Bits<ENTRY_BITS>, FIFO_ADDR_BITS, OCCUPANCY_BITS, 1>;
 
 /// An `N`-channel time tagger (1 ≤ N ≤ 8).
 ///
 /// Inputs are the asynchronous detector `pins` and the per-channel configuration; the output
-/// is the FIFO read port (`read`, `data_out`, `empty`): `data_out` shows the oldest record
-/// while `empty` is low, and a tick with `read` high pops it.
+/// is a one-record read port (`read`, `data_out`, `empty`): `data_out` holds the next record
+/// while `empty` is low, and a tick with `read` high takes it.
 #[derive(LogicBlock)]
 pub struct TimeTagger<const N: usize> {
     /// Tagger clock; one tick is the time unit of every tag.
@@ -37,63 +43,83 @@ pub struct TimeTagger<const N: usize> {
     pub falling: Signal<In, Bits<N>>,
     /// Dead time per channel, in ticks.
     pub dead_time: [Signal<In, Bits<DEAD_TIME_BITS>>; N],
-    /// FIFO read strobe: pops `data_out` when `empty` is low.
+    /// Read strobe: takes `data_out` when `empty` is low.
     pub read: Signal<In, Bit>,
-    /// Oldest record in the FIFO (valid while `empty` is low).
+    /// The next record (valid while `empty` is low).
     pub data_out: Signal<Out, Bits<RECORD_BITS>>,
-    /// FIFO empty flag.
+    /// No record ready.
     pub empty: Signal<Out, Bit>,
-    /// Records in the FIFO as the writer counts them (written, not yet read).
+    /// Entries in the event FIFO, as the writer counts them.
     pub occupancy: Signal<Out, Bits<OCCUPANCY_BITS>>,
     channels: [ChannelFrontEnd; N],
-    // Time base: `now = now_epoch << TIME_LOW_BITS | now_low`.
+    // Time base: `now = now_epoch << TIME_LOW_BITS | now_low`; `wrap` is high in the last
+    // tick of an epoch; `wrap1`/`wrap2` delay it to mark the boundary at stage 2.
     now_low: DFF<Bits<TIME_LOW_BITS>>,
     now_epoch: DFF<Bits<EPOCH_BITS>>,
     wrap: DFF<Bit>,
-    // Registered fire mask, its popcount and its time stamp.
-    hit: DFF<Bits<MAX_CHANNELS>>,
-    hit_n: DFF<Bits<4>>,
-    ts_low: DFF<Bits<TIME_LOW_BITS>>,
-    ts_epoch: DFF<Bits<EPOCH_BITS>>,
-    // Record writer: a 2-entry event queue.
-    q0_mask: DFF<Bits<MAX_CHANNELS>>,
-    q0_low: DFF<Bits<TIME_LOW_BITS>>,
-    q0_epoch: DFF<Bits<EPOCH_BITS>>,
-    q1_mask: DFF<Bits<MAX_CHANNELS>>,
-    q1_low: DFF<Bits<TIME_LOW_BITS>>,
-    q1_epoch: DFF<Bits<EPOCH_BITS>>,
-    qcount: DFF<Bits<2>>,
+    wrap1: DFF<Bit>,
+    wrap2: DFF<Bit>,
+    // Stage 1: fire mask and its time stamp.
+    hit1: DFF<Bits<MAX_CHANNELS>>,
+    ts1_low: DFF<Bits<TIME_LOW_BITS>>,
+    ts1_epoch: DFF<Bits<EPOCH_BITS>>,
+    // Stage 2: what the entry writer sees.
+    hit2: DFF<Bits<MAX_CHANNELS>>,
+    hit2_n: DFF<Bits<4>>,
+    hit2_any: DFF<Bit>,
+    ts2_low: DFF<Bits<TIME_LOW_BITS>>,
+    ts2_epoch: DFF<Bits<EPOCH_BITS>>,
+    boundary: DFF<Bit>,
+    room: DFF<Bit>,
+    // Entry writer.
     lost: DFF<Bits<LOST_BITS>>,
+    lost_nz: DFF<Bit>,
+    started: DFF<Bit>,
+    occ: DFF<Bits<OCCUPANCY_BITS>>,
+    fifo: EventFifo,
+    // Registered FIFO write.
+    wq_valid: DFF<Bit>,
+    wq_data: DFF<Bits<ENTRY_BITS>>,
+    // Record formatter.
+    ent: DFF<Bits<ENTRY_BITS>>,
+    phase: DFF<Bits<2>>,
+    epoch_eq: DFF<Bit>,
+    out: DFF<Bits<RECORD_BITS>>,
+    out_valid: DFF<Bit>,
     last_epoch: DFF<Bits<EPOCH_BITS>>,
     epoch_valid: DFF<Bit>,
-    occ: DFF<Bits<OCCUPANCY_BITS>>,
-    room: DFF<Bit>,
-    fifo: TagFifo,
     // Combinational helpers.
     fire: Signal<Local, Bits<MAX_CHANNELS>>,
     fire_n: Signal<Local, Bits<4>>,
     wr: Signal<Local, Bit>,
-    wdata: Signal<Local, Bits<RECORD_BITS>>,
-    pop: Signal<Local, Bit>,
-    lost_written: Signal<Local, Bit>,
-    after_pop: Signal<Local, Bits<2>>,
-    lost_base: Signal<Local, Bits<LOST_BITS>>,
-    lost_sum: Signal<Local, Bits<32>>,
-    rd: Signal<Local, Bit>,
+    wdata: Signal<Local, Bits<ENTRY_BITS>>,
+    fifo_rd: Signal<Local, Bit>,
+    ent_epoch: Signal<Local, Bits<EPOCH_BITS>>,
     // Constants from the one definition of the format.
     kind_event: Constant<Bits<RECORD_BITS>>,
     kind_epoch: Constant<Bits<RECORD_BITS>>,
     kind_lost: Constant<Bits<RECORD_BITS>>,
+    entry_event: Constant<Bits<ENTRY_BITS>>,
+    entry_tick: Constant<Bits<ENTRY_BITS>>,
+    entry_lost: Constant<Bits<ENTRY_BITS>>,
+    entry_kind_shift: Constant<Bits<7>>,
+    entry_epoch_shift: Constant<Bits<7>>,
     low_max: Constant<Bits<TIME_LOW_BITS>>,
-    lost_max: Constant<Bits<32>>,
+    lost_max: Constant<Bits<LOST_BITS>>,
+    lost_half: Constant<Bits<LOST_BITS>>,
     room_limit: Constant<Bits<OCCUPANCY_BITS>>,
     mask_shift: Constant<Bits<5>>,
+}
+
+/// A constant of any width from a `u64`.
+fn konst<const B: usize>(x: u64) -> Constant<Bits<B>> {
+    Constant::new(x.to_bits())
 }
 
 impl<const N: usize> Default for TimeTagger<N> {
     fn default() -> Self {
         assert!((1..=MAX_CHANNELS).contains(&N), "a tagger has 1..=8 channels");
-        assert_eq!(1 << FIFO_ADDR_BITS, FIFO_DEPTH);
+        assert_eq!(1 << FIFO_ADDR_BITS, EVENT_FIFO_DEPTH);
         Self {
             clock: Default::default(),
             pins: Default::default(),
@@ -108,40 +134,51 @@ impl<const N: usize> Default for TimeTagger<N> {
             now_low: Default::default(),
             now_epoch: Default::default(),
             wrap: Default::default(),
-            hit: Default::default(),
-            hit_n: Default::default(),
-            ts_low: Default::default(),
-            ts_epoch: Default::default(),
-            q0_mask: Default::default(),
-            q0_low: Default::default(),
-            q0_epoch: Default::default(),
-            q1_mask: Default::default(),
-            q1_low: Default::default(),
-            q1_epoch: Default::default(),
-            qcount: Default::default(),
+            wrap1: Default::default(),
+            wrap2: Default::default(),
+            hit1: Default::default(),
+            ts1_low: Default::default(),
+            ts1_epoch: Default::default(),
+            hit2: Default::default(),
+            hit2_n: Default::default(),
+            hit2_any: Default::default(),
+            ts2_low: Default::default(),
+            ts2_epoch: Default::default(),
+            boundary: Default::default(),
+            room: Default::default(),
             lost: Default::default(),
+            lost_nz: Default::default(),
+            started: Default::default(),
+            occ: Default::default(),
+            fifo: Default::default(),
+            wq_valid: Default::default(),
+            wq_data: Default::default(),
+            ent: Default::default(),
+            phase: Default::default(),
+            epoch_eq: Default::default(),
+            out: Default::default(),
+            out_valid: Default::default(),
             last_epoch: Default::default(),
             epoch_valid: Default::default(),
-            occ: Default::default(),
-            room: Default::default(),
-            fifo: Default::default(),
             fire: Default::default(),
             fire_n: Default::default(),
             wr: Default::default(),
             wdata: Default::default(),
-            pop: Default::default(),
-            lost_written: Default::default(),
-            after_pop: Default::default(),
-            lost_base: Default::default(),
-            lost_sum: Default::default(),
-            rd: Default::default(),
-            kind_event: Constant::new(((KIND_EVENT as u64) << KIND_SHIFT).to_bits()),
-            kind_epoch: Constant::new(((KIND_EPOCH as u64) << KIND_SHIFT).to_bits()),
-            kind_lost: Constant::new(((KIND_LOST as u64) << KIND_SHIFT).to_bits()),
-            low_max: Constant::new((((1u64 << TIME_LOW_BITS) - 2) as u64).to_bits()),
-            lost_max: Constant::new((LOST_SATURATED as u64).to_bits()),
-            room_limit: Constant::new(((FIFO_DEPTH - 2) as u64).to_bits()),
-            mask_shift: Constant::new((MASK_SHIFT as u64).to_bits()),
+            fifo_rd: Default::default(),
+            ent_epoch: Default::default(),
+            kind_event: konst((KIND_EVENT as u64) << KIND_SHIFT),
+            kind_epoch: konst((KIND_EPOCH as u64) << KIND_SHIFT),
+            kind_lost: konst((KIND_LOST as u64) << KIND_SHIFT),
+            entry_event: konst(crate::tagger_model::ENTRY_EVENT << 62),
+            entry_tick: konst(crate::tagger_model::ENTRY_TICK << 62),
+            entry_lost: konst(crate::tagger_model::ENTRY_LOST << 62),
+            entry_kind_shift: konst(62),
+            entry_epoch_shift: konst(32),
+            low_max: konst((1u64 << TIME_LOW_BITS) - 2),
+            lost_max: konst(LOST_SATURATED as u64),
+            lost_half: konst(1u64 << (LOST_BITS - 1)),
+            room_limit: konst((EVENT_FIFO_DEPTH - 3) as u64),
+            mask_shift: konst(MASK_SHIFT as u64),
         }
     }
 }
@@ -150,13 +187,13 @@ impl<const N: usize> Logic for TimeTagger<N> {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self, clock, now_low, now_epoch, wrap, hit, hit_n, ts_low, ts_epoch, q0_mask, q0_low,
-            q0_epoch, q1_mask, q1_low, q1_epoch, qcount, lost, last_epoch, epoch_valid, occ, room
+            self, clock, now_low, now_epoch, wrap, wrap1, wrap2, hit1, ts1_low, ts1_epoch, hit2,
+            hit2_n, hit2_any, ts2_low, ts2_epoch, boundary, room, lost, lost_nz, started, occ,
+            wq_valid, wq_data, ent, phase, epoch_eq, out, out_valid, last_epoch, epoch_valid
         );
         self.fifo.clock.next = self.clock.val();
-        // Channel front ends and the fire mask.
+        // Channel front ends → stage 1.
         self.fire.next = 0.into();
-        self.fire_n.next = 0.into();
         for i in 0..N {
             self.channels[i].clock.next = self.clock.val();
             self.channels[i].pin.next = self.pins.val().get_bit(i);
@@ -164,101 +201,116 @@ impl<const N: usize> Logic for TimeTagger<N> {
             self.channels[i].falling.next = self.falling.val().get_bit(i);
             self.channels[i].dead_time.next = self.dead_time[i].val();
             self.fire.next = self.fire.val().replace_bit(i, self.channels[i].fire.val());
-            if self.channels[i].fire.val() {
-                self.fire_n.next = self.fire_n.val() + 1;
-            }
         }
-        // Time base; `wrap` is high in the last tick of an epoch.
+        self.hit1.d.next = self.fire.val();
+        self.ts1_low.d.next = self.now_low.q.val();
+        self.ts1_epoch.d.next = self.now_epoch.q.val();
+        // Time base.
         self.now_low.d.next = self.now_low.q.val() + 1;
         self.wrap.d.next = self.now_low.q.val() == self.low_max.val();
+        self.wrap1.d.next = self.wrap.q.val();
+        self.wrap2.d.next = self.wrap1.q.val();
         if self.wrap.q.val() {
             self.now_epoch.d.next = self.now_epoch.q.val() + 1;
         }
-        self.hit.d.next = self.fire.val();
-        self.hit_n.d.next = self.fire_n.val();
-        self.ts_low.d.next = self.now_low.q.val();
-        self.ts_epoch.d.next = self.now_epoch.q.val();
-        // FIFO read port.
-        self.fifo.read.next = self.read.val();
-        self.data_out.next = self.fifo.data_out.val();
-        self.empty.next = self.fifo.empty.val();
-        self.rd.next = self.read.val() & !self.fifo.empty.val();
-        // Record writer: choose this tick's record.
+        // Stage 2: popcount, any, boundary.
+        self.fire_n.next = 0.into();
+        for i in 0..N {
+            if self.hit1.q.val().get_bit(i) {
+                self.fire_n.next = self.fire_n.val() + 1;
+            }
+        }
+        self.hit2.d.next = self.hit1.q.val();
+        self.hit2_n.d.next = self.fire_n.val();
+        self.hit2_any.d.next = self.hit1.q.val().any();
+        self.ts2_low.d.next = self.ts1_low.q.val();
+        self.ts2_epoch.d.next = self.ts1_epoch.q.val();
+        self.boundary.d.next = self.wrap2.q.val();
+        // Entry writer: at most one entry per tick, chosen from registered flags.
         self.wr.next = false;
-        self.wdata.next = 0.into();
-        self.pop.next = false;
-        self.lost_written.next = false;
+        self.wdata.next = self.entry_tick.val()
+            | (bit_cast::<ENTRY_BITS, EPOCH_BITS>(self.ts2_epoch.q.val()) << self.entry_epoch_shift.val());
         if self.room.q.val() {
-            if self.qcount.q.val() != 0 {
-                if !self.epoch_valid.q.val() | (self.q0_epoch.q.val() != self.last_epoch.q.val()) {
-                    self.wr.next = true;
-                    self.wdata.next = self.kind_epoch.val() | bit_cast::<RECORD_BITS, EPOCH_BITS>(self.q0_epoch.q.val());
-                    self.last_epoch.d.next = self.q0_epoch.q.val();
-                    self.epoch_valid.d.next = true;
-                } else {
-                    self.wr.next = true;
-                    self.wdata.next = self.kind_event.val()
-                        | (bit_cast::<RECORD_BITS, MAX_CHANNELS>(self.q0_mask.q.val()) << self.mask_shift.val())
-                        | bit_cast::<RECORD_BITS, TIME_LOW_BITS>(self.q0_low.q.val());
-                    self.pop.next = true;
-                }
-            } else if self.lost.q.val() != 0 {
+            if self.lost_nz.q.val() {
                 self.wr.next = true;
-                self.wdata.next = self.kind_lost.val() | bit_cast::<RECORD_BITS, LOST_BITS>(self.lost.q.val());
-                self.lost_written.next = true;
-            } else if !self.epoch_valid.q.val() | (self.ts_epoch.q.val() != self.last_epoch.q.val()) {
+                self.started.d.next = true;
+                self.wdata.next = self.entry_lost.val()
+                    | (bit_cast::<ENTRY_BITS, EPOCH_BITS>(self.ts2_epoch.q.val()) << self.entry_epoch_shift.val())
+                    | bit_cast::<ENTRY_BITS, RECORD_BITS>(
+                        self.kind_lost.val() | bit_cast::<RECORD_BITS, LOST_BITS>(self.lost.q.val()),
+                    );
+                // An event in this tick starts the next lost count.
+                self.lost.d.next = bit_cast::<LOST_BITS, 4>(self.hit2_n.q.val());
+                self.lost_nz.d.next = self.hit2_any.q.val();
+            } else if self.hit2_any.q.val() {
                 self.wr.next = true;
-                self.wdata.next = self.kind_epoch.val() | bit_cast::<RECORD_BITS, EPOCH_BITS>(self.ts_epoch.q.val());
-                self.last_epoch.d.next = self.ts_epoch.q.val();
-                self.epoch_valid.d.next = true;
+                self.started.d.next = true;
+                self.wdata.next = self.entry_event.val()
+                    | (bit_cast::<ENTRY_BITS, EPOCH_BITS>(self.ts2_epoch.q.val()) << self.entry_epoch_shift.val())
+                    | bit_cast::<ENTRY_BITS, RECORD_BITS>(
+                        self.kind_event.val()
+                            | (bit_cast::<RECORD_BITS, MAX_CHANNELS>(self.hit2.q.val()) << self.mask_shift.val())
+                            | bit_cast::<RECORD_BITS, TIME_LOW_BITS>(self.ts2_low.q.val()),
+                    );
+            } else if self.boundary.q.val() | !self.started.q.val() {
+                self.wr.next = true;
+                self.started.d.next = true;
             }
-        }
-        self.fifo.write.next = self.wr.val();
-        self.fifo.data_in.next = self.wdata.val();
-        // Queue: pop, then append the new event or count it lost.
-        self.after_pop.next = self.qcount.q.val();
-        if self.pop.val() {
-            self.q0_mask.d.next = self.q1_mask.q.val();
-            self.q0_low.d.next = self.q1_low.q.val();
-            self.q0_epoch.d.next = self.q1_epoch.q.val();
-            self.after_pop.next = self.qcount.q.val() - 1;
-        }
-        self.lost_base.next = self.lost.q.val();
-        if self.lost_written.val() {
-            self.lost_base.next = 0.into();
-        }
-        self.lost.d.next = self.lost_base.val();
-        self.qcount.d.next = self.after_pop.val();
-        self.lost_sum.next =
-            bit_cast::<32, LOST_BITS>(self.lost_base.val()) + bit_cast::<32, 4>(self.hit_n.q.val());
-        if self.hit.q.val() != 0 {
-            if (self.after_pop.val() != 2) & (self.lost_base.val() == 0) {
-                if self.after_pop.val() == 0 {
-                    self.q0_mask.d.next = self.hit.q.val();
-                    self.q0_low.d.next = self.ts_low.q.val();
-                    self.q0_epoch.d.next = self.ts_epoch.q.val();
-                } else {
-                    self.q1_mask.d.next = self.hit.q.val();
-                    self.q1_low.d.next = self.ts_low.q.val();
-                    self.q1_epoch.d.next = self.ts_epoch.q.val();
-                }
-                self.qcount.d.next = self.after_pop.val() + 1;
-            } else if self.lost_sum.val() > self.lost_max.val() {
-                self.lost.d.next = bit_cast::<LOST_BITS, 32>(self.lost_max.val());
+        } else if self.hit2_any.q.val() {
+            self.lost_nz.d.next = true;
+            if self.lost.q.val() >= self.lost_half.val() {
+                self.lost.d.next = self.lost_max.val();
             } else {
-                self.lost.d.next = bit_cast::<LOST_BITS, 32>(self.lost_sum.val());
+                self.lost.d.next = self.lost.q.val() + bit_cast::<LOST_BITS, 4>(self.hit2_n.q.val());
             }
         }
+        self.wq_valid.d.next = self.wr.val();
+        self.wq_data.d.next = self.wdata.val();
+        self.fifo.write.next = self.wq_valid.q.val();
+        self.fifo.data_in.next = self.wq_data.q.val();
         // Occupancy and the registered room flag.
+        self.fifo_rd.next = (self.phase.q.val() == 0) & !self.fifo.empty.val();
         self.room.d.next = self.occ.q.val() <= self.room_limit.val();
-        self.occ.d.next = self.occ.q.val();
-        if self.wr.val() & !self.rd.val() {
+        if self.wr.val() & !self.fifo_rd.val() {
             self.occ.d.next = self.occ.q.val() + 1;
         }
-        if !self.wr.val() & self.rd.val() {
+        if !self.wr.val() & self.fifo_rd.val() {
             self.occ.d.next = self.occ.q.val() - 1;
         }
         self.occupancy.next = self.occ.q.val();
+        // Record formatter: entry → (EPOCH record if the epoch is new) → entry's record.
+        self.fifo.read.next = self.fifo_rd.val();
+        self.empty.next = !self.out_valid.q.val();
+        self.data_out.next = self.out.q.val();
+        if self.read.val() & self.out_valid.q.val() {
+            self.out_valid.d.next = false;
+        }
+        self.ent_epoch.next = bit_cast::<EPOCH_BITS, ENTRY_BITS>(self.ent.q.val() >> self.entry_epoch_shift.val());
+        self.epoch_eq.d.next = self.ent_epoch.val() == self.last_epoch.q.val();
+        if self.phase.q.val() == 0 {
+            if self.fifo_rd.val() {
+                self.ent.d.next = self.fifo.data_out.val();
+                self.phase.d.next = 1.into();
+            }
+        } else if self.phase.q.val() == 1 {
+            self.phase.d.next = 2.into();
+        } else if self.phase.q.val() == 2 {
+            if !self.out_valid.q.val() {
+                if !self.epoch_valid.q.val() | !self.epoch_eq.q.val() {
+                    self.out.d.next = self.kind_epoch.val() | bit_cast::<RECORD_BITS, EPOCH_BITS>(self.ent_epoch.val());
+                    self.out_valid.d.next = true;
+                    self.last_epoch.d.next = self.ent_epoch.val();
+                    self.epoch_valid.d.next = true;
+                }
+                self.phase.d.next = 3.into();
+            }
+        } else if !self.out_valid.q.val() {
+            if (self.ent.q.val() >> self.entry_kind_shift.val()) != (self.entry_tick.val() >> self.entry_kind_shift.val()) {
+                self.out.d.next = bit_cast::<RECORD_BITS, ENTRY_BITS>(self.ent.q.val());
+                self.out_valid.d.next = true;
+            }
+            self.phase.d.next = 0.into();
+        }
     }
 }
 

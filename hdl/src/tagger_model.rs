@@ -12,25 +12,33 @@
 //! Per channel `c`, with `pin(t)` the input sampled at the end of tick `t`:
 //! * two synchronizer flip-flops `s1 <= pin`, `s2 <= s1`, and `s3 <= s2` for edge detection;
 //! * `edge = falling ? (!s2 & s3) : (s2 & !s3)`;
-//! * `fire = edge & enable & (dead == 0)`; on `fire`, `dead <= dead_time`, otherwise it counts
-//!   down to 0. Edges in the `dead_time` ticks after a fire are ignored (not lost: the channel
-//!   is dead, like a detector);
-//! * the fire mask is registered with the time of that tick, `ts = now`. So a pin edge sampled
-//!   at tick `t` is tagged with time `t + 2` ticks ([`PIN_TO_TAG_LATENCY`]).
+//! * `fire = edge & enable & !busy`; on `fire` the dead-time counter loads `dead_time` and the
+//!   channel is busy for that many ticks. Edges while busy are ignored (not lost: the channel
+//!   is dead, as a detector is). The dead-time setting passes one register first;
+//! * the fire mask is registered with the time of its tick (stage 1) and again with its
+//!   popcount and an epoch-boundary flag (stage 2). A pin edge sampled at tick `t` is tagged
+//!   with time `t + 2` ticks ([`PIN_TO_TAG_LATENCY`]).
 //!
-//! The record writer then takes at most one record into the FIFO per tick, in this priority:
-//! the head of a 2-entry event queue (preceded by an EPOCH record when its epoch differs from
-//! the last one written), else a pending LOST record, else an EPOCH record when the time's
-//! epoch moved on. A new event is queued if the queue has room after this tick's pop and no
-//! LOST record is pending (so a LOST record always sits where the events went missing);
-//! otherwise its channel events are added to the lost count. The writer only writes while its
-//! registered occupancy says the FIFO will have room, so the usable FIFO depth is
-//! `FIFO_DEPTH - 1` records.
+//! **Entry writer** (stage 2 → event FIFO, at most one 64-bit entry per tick, all decisions from
+//! registers): entries carry their epoch and a payload that is already the final record. If
+//! the FIFO has room (a registered, conservative flag: usable depth [`EVENT_FIFO_DEPTH`] − 2;
+//! the write into the FIFO is registered too):
+//! a pending lost count is written first as a LOST entry (an event in that same tick is then
+//! dropped and starts the next lost count); else an event is written as an EVENT entry; else
+//! a TICK entry marks an epoch boundary (or power-on) so the host sees time advance. Without
+//! room, an event's channel events are added to the lost count, which saturates: once it
+//! reaches 2^29 it becomes [`LOST_SATURATED`] ("2^29 or more").
+//!
+//! **Record formatter** (event FIFO → read port): takes one entry, compares its epoch with the
+//! last one sent (a registered comparison), and presents an EPOCH record first when it differs, then the entry's record
+//! (nothing for a TICK). The read port holds one record: `empty` is low while it does, and
+//! `read` takes it.
 
-use crate::tagfmt::{Record, EPOCH_BITS, LOST_SATURATED, MAX_CHANNELS, TIME_LOW_BITS};
+use crate::tagfmt::{Record, EPOCH_BITS, LOST_BITS, LOST_SATURATED, MAX_CHANNELS, TIME_LOW_BITS};
 
-/// FIFO depth of the tagger, in records (the usable depth is one less).
-pub const FIFO_DEPTH: usize = 512;
+/// Depth of the tagger's event FIFO, in entries (one entry per event, lost count or epoch
+/// tick; the usable depth is two less).
+pub const EVENT_FIFO_DEPTH: usize = 256;
 /// Ticks from a pin edge being sampled to the time stamp it gets.
 pub const PIN_TO_TAG_LATENCY: u64 = 2;
 /// Width of a dead-time setting, in bits (ticks).
@@ -57,90 +65,187 @@ impl Default for TaggerConfig {
     }
 }
 
-/// One queued event: channel mask and the 52-bit time split as the hardware keeps it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct QueuedEvent {
-    mask: u8,
-    low: u32,
-    epoch: u32,
+/// Kind of an event-FIFO entry (bits 63..62).
+pub(crate) const ENTRY_EVENT: u64 = 0b01;
+pub(crate) const ENTRY_TICK: u64 = 0b10;
+pub(crate) const ENTRY_LOST: u64 = 0b11;
+
+fn entry(kind: u64, epoch: u32, payload: u32) -> u64 {
+    (kind << 62) | ((epoch as u64) << 32) | payload as u64
 }
 
-/// The record writer: event queue, LOST accounting and EPOCH insertion. Shared by the cycle
-/// model and the event-level model so that they cannot disagree.
+/// The entry writer's inputs in one tick: the stage-2 fire mask and its time, whether the
+/// epoch of `ts_epoch` began this tick, and the registered room flag.
+#[derive(Clone, Copy, Debug, Default)]
+struct WriterInput {
+    hit: u8,
+    ts_low: u32,
+    ts_epoch: u32,
+    boundary: bool,
+    room: bool,
+}
+
+/// The entry writer: lost accounting and epoch ticks. Shared by the cycle model and the
+/// event-level model so that they cannot disagree.
 #[derive(Clone, Debug, Default)]
-struct RecordWriter {
-    queue: [QueuedEvent; 2],
-    qcount: usize,
+struct EntryWriter {
     lost: u32,
-    last_epoch: u32,
-    epoch_valid: bool,
+    started: bool,
 }
 
-impl RecordWriter {
-    /// One tick. `hit`/`hit_n`/`ts_*` are the registered fire mask, its popcount and its
-    /// time; `room` is the registered room flag. Returns the record written, if any.
-    fn step(&mut self, hit: u8, hit_n: u32, ts_low: u32, ts_epoch: u32, room: bool) -> Option<u32> {
-        let mut write = None;
-        let mut pop = 0;
-        let mut lost_written = false;
-        if room {
-            if self.qcount > 0 {
-                let head = self.queue[0];
-                if !self.epoch_valid || head.epoch != self.last_epoch {
-                    write = Some(Record::Epoch(head.epoch).encode());
-                    self.last_epoch = head.epoch;
-                    self.epoch_valid = true;
-                } else {
-                    write = Some(Record::Event { mask: head.mask, time_low: head.low }.encode());
-                    pop = 1;
-                }
-            } else if self.lost != 0 {
-                write = Some(Record::Lost(self.lost).encode());
-                lost_written = true;
-            } else if !self.epoch_valid || ts_epoch != self.last_epoch {
-                write = Some(Record::Epoch(ts_epoch).encode());
-                self.last_epoch = ts_epoch;
-                self.epoch_valid = true;
+impl EntryWriter {
+    /// One tick; returns the entry written, if any.
+    fn step(&mut self, x: WriterInput) -> Option<u64> {
+        let n = x.hit.count_ones();
+        let add_lost = |lost: u32| if lost >= 1 << (LOST_BITS - 1) { LOST_SATURATED } else { lost + n };
+        if x.room {
+            if self.lost != 0 {
+                let e = entry(ENTRY_LOST, x.ts_epoch, Record::Lost(self.lost).encode());
+                self.lost = if x.hit != 0 { n } else { 0 };
+                self.started = true;
+                return Some(e);
             }
-        }
-        if pop == 1 {
-            self.queue[0] = self.queue[1];
-        }
-        let after_pop = self.qcount - pop;
-        let lost_base = if lost_written { 0 } else { self.lost };
-        self.lost = lost_base;
-        if hit != 0 {
-            if after_pop < 2 && lost_base == 0 {
-                self.queue[after_pop] = QueuedEvent { mask: hit, low: ts_low, epoch: ts_epoch };
-                self.qcount = after_pop + 1;
-                return write;
+            if x.hit != 0 {
+                self.started = true;
+                return Some(entry(ENTRY_EVENT, x.ts_epoch, Record::Event { mask: x.hit, time_low: x.ts_low }.encode()));
             }
-            self.lost = (lost_base + hit_n).min(LOST_SATURATED);
+            if x.boundary || !self.started {
+                self.started = true;
+                return Some(entry(ENTRY_TICK, x.ts_epoch, 0));
+            }
+        } else if x.hit != 0 {
+            self.lost = add_lost(self.lost);
         }
-        self.qcount = after_pop;
-        write
+        None
     }
 
-    /// True when the writer has nothing to do until the epoch changes or an event comes.
-    fn quiet(&self, ts_epoch: u32) -> bool {
-        self.qcount == 0 && self.lost == 0 && self.epoch_valid && ts_epoch == self.last_epoch
+    /// True when the writer has nothing to do until an epoch boundary or an event.
+    fn quiet(&self) -> bool {
+        self.lost == 0 && self.started
     }
 }
 
-/// Register-level model of the FIFO (the rust-hdl `SynchronousFIFO`): a write becomes
-/// readable two ticks later.
+/// Epoch tracking of the record formatter: the records an entry becomes, in order.
+#[derive(Clone, Debug, Default)]
+struct EpochTracker {
+    last: Option<u32>,
+}
+
+impl EpochTracker {
+    /// The EPOCH record due before `entry` (if its epoch is new) and the entry's own record
+    /// (none for a TICK).
+    fn records(&mut self, entry: u64) -> (Option<u32>, Option<u32>) {
+        let epoch = ((entry >> 32) as u32) & EPOCH_MASK;
+        let ep = (self.last != Some(epoch)).then(|| Record::Epoch(epoch).encode());
+        self.last = Some(epoch);
+        let rec = (entry >> 62 != ENTRY_TICK).then_some(entry as u32);
+        (ep, rec)
+    }
+}
+
+/// Register-level model of the rust-hdl `SynchronousFIFO`: a write becomes readable two
+/// ticks later; `data_out` shows `mem[r]` while not empty.
 #[derive(Clone, Debug)]
 struct FifoModel {
-    mem: Vec<u32>,
+    mem: Vec<u64>,
     w: u32,
     wd: u32,
     r: u32,
 }
 
 impl FifoModel {
-    fn new() -> Self {
-        Self { mem: vec![0; FIFO_DEPTH], w: 0, wd: 0, r: 0 }
+    fn new(depth: usize) -> Self {
+        Self { mem: vec![0; depth], w: 0, wd: 0, r: 0 }
     }
+
+    fn empty(&self) -> bool {
+        self.r == self.wd
+    }
+
+    fn head(&self) -> u64 {
+        self.mem[self.r as usize % self.mem.len()]
+    }
+
+    /// Clocks the FIFO registers with this tick's write and read.
+    fn clock(&mut self, write: Option<u64>, read: bool) {
+        self.wd = self.w;
+        if let Some(x) = write {
+            let n = self.mem.len();
+            self.mem[self.w as usize % n] = x;
+            self.w = self.w.wrapping_add(1);
+        }
+        if read {
+            self.r = self.r.wrapping_add(1);
+        }
+    }
+}
+
+/// Register-level model of the record formatter (event FIFO → read port). `phase` 0 waits
+/// for an entry, 1 lets the registered epoch comparison settle, 2 sends an EPOCH record if the
+/// epoch is new, 3 sends the entry's record.
+#[derive(Clone, Debug, Default)]
+struct Formatter {
+    ent: u64,
+    phase: u8,
+    epoch_eq: bool,
+    out: u32,
+    out_valid: bool,
+    last_epoch: u32,
+    epoch_valid: bool,
+}
+
+impl Formatter {
+    /// One tick: `fifo_empty`/`fifo_head` from the event FIFO, `read` from the host side.
+    /// Returns (event FIFO read strobe, record popped on the read port).
+    fn step(&mut self, fifo_empty: bool, fifo_head: u64, read: bool) -> (bool, Option<u32>) {
+        let popped = (read && self.out_valid).then_some(self.out);
+        let fifo_rd = self.phase == 0 && !fifo_empty;
+        let epoch = ((self.ent >> 32) as u32) & EPOCH_MASK;
+        let mut next = self.clone();
+        next.epoch_eq = epoch == self.last_epoch;
+        if popped.is_some() {
+            next.out_valid = false;
+        }
+        match self.phase {
+            0 if fifo_rd => {
+                next.ent = fifo_head;
+                next.phase = 1;
+            }
+            1 => next.phase = 2,
+            2 if !self.out_valid => {
+                if !self.epoch_valid || !self.epoch_eq {
+                    next.out = Record::Epoch(epoch).encode();
+                    next.out_valid = true;
+                    next.last_epoch = epoch;
+                    next.epoch_valid = true;
+                }
+                next.phase = 3;
+            }
+            3 if !self.out_valid => {
+                if self.ent >> 62 != ENTRY_TICK {
+                    next.out = self.ent as u32;
+                    next.out_valid = true;
+                }
+                next.phase = 0;
+            }
+            _ => {}
+        }
+        *self = next;
+        (fifo_rd, popped)
+    }
+}
+
+/// Per-channel front-end state.
+#[derive(Clone, Copy, Debug, Default)]
+struct ChannelState {
+    /// Registered dead-time setting, in ticks.
+    dead_time: u16,
+    /// Registered `dead_time == 0`.
+    dead_time_zero: bool,
+    /// Dead-time counter, in ticks.
+    dead: u16,
+    /// Registered "the channel is dead" (`dead != 0`).
+    dead_busy: bool,
 }
 
 /// Cycle-accurate model of the time tagger with `channels` inputs.
@@ -151,26 +256,30 @@ pub struct TaggerModel {
     s1: u8,
     s2: u8,
     s3: u8,
-    dead: [u16; MAX_CHANNELS],
-    hit: u8,
-    hit_n: u32,
-    ts_low: u32,
-    ts_epoch: u32,
+    ch: [ChannelState; MAX_CHANNELS],
+    // Stage 1: fire mask and its time.
+    hit1: u8,
+    ts1_low: u32,
+    ts1_epoch: u32,
+    // Stage 2: what the entry writer sees.
+    w: WriterInput,
     now_low: u32,
     now_epoch: u32,
-    writer: RecordWriter,
+    writer: EntryWriter,
+    /// The entry written into the event FIFO next tick (the write is registered).
+    wq: Option<u64>,
     occ: u32,
-    room: bool,
     fifo: FifoModel,
+    fmt: Formatter,
     tick: u64,
 }
 
-/// What the FIFO's read port showed in one tick.
+/// What the read port showed in one tick.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReadPort {
-    /// FIFO empty flag in this tick.
+    /// Read-port empty flag in this tick.
     pub empty: bool,
-    /// The record popped in this tick (`read` was high and the FIFO not empty).
+    /// The record popped in this tick (`read` was high and the port not empty).
     pub popped: Option<u32>,
 }
 
@@ -187,22 +296,24 @@ impl TaggerModel {
             s1: 0,
             s2: 0,
             s3: 0,
-            dead: [0; MAX_CHANNELS],
-            hit: 0,
-            hit_n: 0,
-            ts_low: 0,
-            ts_epoch: 0,
+            ch: [ChannelState::default(); MAX_CHANNELS],
+            hit1: 0,
+            ts1_low: 0,
+            ts1_epoch: 0,
+            w: WriterInput::default(),
             now_low: 0,
             now_epoch: 0,
-            writer: RecordWriter::default(),
+            writer: EntryWriter::default(),
+            wq: None,
             occ: 0,
-            room: false,
-            fifo: FifoModel::new(),
+            fifo: FifoModel::new(EVENT_FIFO_DEPTH),
+            fmt: Formatter::default(),
             tick: 0,
         }
     }
 
-    /// Changes the configuration (takes effect from the next tick, as a register write does).
+    /// Changes the configuration. The pins see it at once; the dead-time settings pass a
+    /// register first, as in the gateware.
     pub fn set_config(&mut self, cfg: TaggerConfig) {
         self.cfg = cfg;
     }
@@ -212,52 +323,51 @@ impl TaggerModel {
         self.tick
     }
 
-    /// Records in the FIFO (written and not yet read), as the writer counts them.
+    /// Entries in the event FIFO (written and not yet taken by the formatter).
     pub fn occupancy(&self) -> u32 {
         self.occ
     }
 
-    /// Advances one clock tick with pin levels `pins` (bit c = channel c) and FIFO read strobe
-    /// `read`; returns what the FIFO read port showed during the tick.
+    /// Advances one clock tick with pin levels `pins` (bit c = channel c) and read strobe
+    /// `read`; returns what the read port showed during the tick.
     pub fn step(&mut self, pins: u8, read: bool) -> ReadPort {
         let chmask = if self.channels == 8 { 0xff } else { (1u8 << self.channels) - 1 };
-        // FIFO read port.
-        let f = &mut self.fifo;
-        let empty = f.r == f.wd;
-        let rd = read && !empty;
-        let popped = rd.then(|| f.mem[(f.r as usize) % FIFO_DEPTH]);
-        // Record writer.
-        let write = self.writer.step(self.hit, self.hit_n, self.ts_low, self.ts_epoch, self.room);
-        // FIFO registers.
-        f.wd = f.w;
-        if let Some(word) = write {
-            f.mem[(f.w as usize) % FIFO_DEPTH] = word;
-            f.w = f.w.wrapping_add(1);
-        }
-        if rd {
-            f.r = f.r.wrapping_add(1);
-        }
-        self.room = self.occ <= FIFO_DEPTH as u32 - 2;
-        self.occ = self.occ + write.is_some() as u32 - rd as u32;
-        // Channel front ends.
+        let empty = !self.fmt.out_valid;
+        let (fifo_rd, popped) = self.fmt.step(self.fifo.empty(), self.fifo.head(), read);
+        let write = self.writer.step(self.w);
+        self.fifo.clock(self.wq, fifo_rd);
+        self.wq = write;
+        // Stage 2 and the registered room flag.
+        let room = self.occ <= EVENT_FIFO_DEPTH as u32 - 3;
+        self.occ = self.occ + write.is_some() as u32 - fifo_rd as u32;
+        self.w = WriterInput {
+            hit: self.hit1,
+            ts_low: self.ts1_low,
+            ts_epoch: self.ts1_epoch,
+            boundary: self.ts1_epoch != self.w.ts_epoch,
+            room,
+        };
+        // Channel front ends (stage 1).
         let rise = self.s2 & !self.s3;
         let fall = !self.s2 & self.s3;
         let edge = ((rise & !self.cfg.falling) | (fall & self.cfg.falling)) & self.cfg.enable & chmask;
         let mut fire = 0u8;
         for c in 0..self.channels {
-            if self.dead[c] == 0 {
-                if edge & (1 << c) != 0 {
-                    fire |= 1 << c;
-                    self.dead[c] = self.cfg.dead_time[c];
-                }
-            } else {
-                self.dead[c] -= 1;
+            let ch = &mut self.ch[c];
+            if edge & (1 << c) != 0 && !ch.dead_busy {
+                fire |= 1 << c;
+                ch.dead = ch.dead_time;
+                ch.dead_busy = !ch.dead_time_zero;
+            } else if ch.dead_busy {
+                ch.dead_busy = ch.dead != 1;
+                ch.dead = ch.dead.wrapping_sub(1);
             }
+            ch.dead_time = self.cfg.dead_time[c];
+            ch.dead_time_zero = self.cfg.dead_time[c] == 0;
         }
-        self.hit = fire;
-        self.hit_n = fire.count_ones();
-        self.ts_low = self.now_low;
-        self.ts_epoch = self.now_epoch;
+        self.hit1 = fire;
+        self.ts1_low = self.now_low;
+        self.ts1_epoch = self.now_epoch;
         self.s3 = self.s2;
         self.s2 = self.s1;
         self.s1 = pins & chmask;
@@ -281,74 +391,66 @@ pub struct Edge {
     pub channel: u8,
 }
 
-/// The fast event-level model: the records the tagger writes for `edges` (sorted by tick;
-/// each edge on a channel must be a clean transition of the configured polarity), assuming
-/// the FIFO is read every tick, from tick 0 up to tick `end` (exclusive). Equal to what
-/// [`TaggerModel`] pops with `read` held high, record for record.
+/// Ticks from the fire of an edge to the writer seeing it.
+const FIRE_TO_WRITER: u64 = 2;
+
+/// The fast event-level model: the records the tagger produces for `edges` (sorted by tick;
+/// each edge on a channel must be a clean transition of the configured polarity, and the
+/// configuration constant) from tick 0 up to tick `end` (exclusive), assuming the event FIFO
+/// never fills (the host drains faster than events arrive). Equal, record for record, to what
+/// [`TaggerModel`] pops with `read` held high once it has drained.
 ///
 /// # Panics
 /// If `edges` is not sorted by tick, or names a channel ≥ `channels`.
 pub fn tag_edges(channels: usize, cfg: &TaggerConfig, edges: &[Edge], end: u64) -> Vec<u32> {
     assert!((1..=MAX_CHANNELS).contains(&channels));
     let mut out = Vec::with_capacity(edges.len() + 16);
-    let mut writer = RecordWriter::default();
-    // Last fire tick per channel (dead-time bookkeeping); the dead counter is `dead_time`
-    // right after a fire and reaches 0 `dead_time` ticks later.
+    let mut writer = EntryWriter::default();
+    let mut epochs = EpochTracker::default();
+    // First tick at which each channel may fire again (dead-time bookkeeping).
     let mut next_ok = [0u64; MAX_CHANNELS];
-    // Ticks at which the writer has hits: fire at tick f is seen by the writer at f + 1 with
-    // ts = f.
-    let mut i = 0;
-    // `t` is the tick of the writer step being simulated.
-    let mut t: u64 = 0;
     let epoch_of = |tick: u64| ((tick >> TIME_LOW_BITS) as u32) & EPOCH_MASK;
     let low_of = |tick: u64| (tick as u32) & LOW_MASK;
-    // In the cycle model, room is false in tick 0 (power-on) and true afterwards when the FIFO
-    // is read every tick.
-    let mut pending: Option<(u8, u32, u64)> = None; // (mask, popcount, fire tick)
+    let mut i = 0;
+    // `t` is the tick of the writer step being simulated; it sees the fires of tick t - 2.
+    let mut t: u64 = 0;
     while t < end {
-        // Gather the fires whose writer step is tick t (fire tick t - 1, edge sampled at t - 3).
-        if pending.is_none() && i < edges.len() {
-            let fire_tick = edges[i].tick + PIN_TO_TAG_LATENCY;
-            if fire_tick + 1 <= t {
-                unreachable!("edges processed in order");
-            }
-            if fire_tick + 1 == t {
-                let mut mask = 0u8;
-                while i < edges.len() && edges[i].tick + PIN_TO_TAG_LATENCY == fire_tick {
-                    let e = edges[i];
-                    assert!((e.channel as usize) < channels, "edge on channel {} of {channels}", e.channel);
-                    let c = e.channel as usize;
-                    if cfg.enable & (1 << c) != 0 && fire_tick >= next_ok[c] {
-                        mask |= 1 << c;
-                        next_ok[c] = fire_tick + cfg.dead_time[c] as u64 + 1;
-                    }
-                    i += 1;
+        let mut hit = 0u8;
+        if i < edges.len() && t >= FIRE_TO_WRITER {
+            let fire_tick = t - FIRE_TO_WRITER;
+            assert!(edges[i].tick + PIN_TO_TAG_LATENCY >= fire_tick, "edges must be sorted by tick");
+            while i < edges.len() && edges[i].tick + PIN_TO_TAG_LATENCY == fire_tick {
+                let e = edges[i];
+                assert!((e.channel as usize) < channels, "edge on channel {} of {channels}", e.channel);
+                let c = e.channel as usize;
+                if cfg.enable & (1 << c) != 0 && fire_tick >= next_ok[c] {
+                    hit |= 1 << c;
+                    next_ok[c] = fire_tick + cfg.dead_time[c] as u64 + 1;
                 }
-                if i < edges.len() {
-                    assert!(edges[i].tick + PIN_TO_TAG_LATENCY > fire_tick, "edges must be sorted by tick");
-                }
-                pending = Some((mask, mask.count_ones(), fire_tick));
+                i += 1;
             }
         }
-        let (hit, hit_n) = match pending.take() {
-            Some((m, n, _)) => (m, n),
-            None => (0, 0),
+        let ts = t.saturating_sub(FIRE_TO_WRITER);
+        let x = WriterInput {
+            hit,
+            ts_low: low_of(ts),
+            ts_epoch: epoch_of(ts),
+            boundary: t > FIRE_TO_WRITER && epoch_of(ts) != epoch_of(ts - 1),
+            // The room flag is low in the power-on tick only.
+            room: t >= 1,
         };
-        let ts = t.saturating_sub(1);
-        let room = t >= 1;
-        if let Some(w) = writer.step(hit, hit_n, low_of(ts), epoch_of(ts), room) {
-            out.push(w);
+        if let Some(e) = writer.step(x) {
+            let (ep, rec) = epochs.records(e);
+            out.extend(ep);
+            out.extend(rec);
         }
         t += 1;
-        // Skip quiet stretches: jump to the next event's writer tick or the next epoch start.
-        if writer.quiet(epoch_of(t.saturating_sub(1))) && t >= 1 {
-            let next_event = if i < edges.len() { edges[i].tick + PIN_TO_TAG_LATENCY + 1 } else { u64::MAX };
-            // The writer sees a new epoch at the tick after `now` enters it.
-            let next_epoch_tick = (((t - 1) >> TIME_LOW_BITS) + 1) << TIME_LOW_BITS;
-            let jump = next_event.min(next_epoch_tick + 1).min(end);
-            if jump > t {
-                t = jump;
-            }
+        // Skip quiet stretches: jump to the next event's writer tick or the next boundary.
+        if writer.quiet() && t > FIRE_TO_WRITER {
+            let next_event =
+                if i < edges.len() { edges[i].tick + PIN_TO_TAG_LATENCY + FIRE_TO_WRITER } else { u64::MAX };
+            let next_boundary = ((((t - FIRE_TO_WRITER) >> TIME_LOW_BITS) + 1) << TIME_LOW_BITS) + FIRE_TO_WRITER;
+            t = t.max(next_event.min(next_boundary).min(end));
         }
     }
     out

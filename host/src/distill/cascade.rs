@@ -597,7 +597,13 @@ pub struct SimReport {
 /// Random key of `n` bits and a copy through a binary symmetric channel with error
 /// probability `qber`, both from `rng`.
 pub fn noisy_pair(n: usize, qber: f64, rng: &mut impl Rng) -> (SecretBits, SecretBits) {
-    let words: Vec<u64> = (0..n.div_ceil(64)).map(|_| rng.gen()).collect();
+    let mut words: Vec<u64> = (0..n.div_ceil(64)).map(|_| rng.gen()).collect();
+    if n % 64 != 0 {
+        // Keep the bits past the end zero, as `SecretBits::words` promises.
+        if let Some(last) = words.last_mut() {
+            *last &= (1u64 << (n % 64)) - 1;
+        }
+    }
     let alice = SecretBits::from_words(words, n);
     let mut bob = alice.clone();
     for i in 0..n {
@@ -696,6 +702,7 @@ mod tests {
             for seed in 0..3 {
                 let (stats, a, b, answered) = run_once(100_000, qber, seed);
                 let errors_before = stats.corrected;
+                println!("qber {qber} seed {seed}: {stats:?}");
                 assert_eq!(a, b, "errors left at qber {qber}, seed {seed}");
                 assert_eq!(stats.leaked_bits, answered);
                 assert!(errors_before > 0);

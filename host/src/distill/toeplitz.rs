@@ -1,1 +1,915 @@
-//! (being written)
+//! Privacy amplification by Toeplitz hashing.
+//!
+//! The final key is `y = T·x` over GF(2), where `x` is the verified key (n bits) and `T` is an
+//! m×n Toeplitz matrix given by n + m − 1 seed bits `s`:
+//!
+//! `T[i][j] = s[i − j + n − 1]`, so `y[i] = Σ_j s[i + n − 1 − j]·x[j]` (mod 2), i in 0..m.
+//!
+//! Toeplitz matrices with a uniform seed form a two-universal family, which is what the leftover
+//! hash lemma needs; the seed is public (it may be sent in the clear) but must be drawn after
+//! `x` is fixed, e.g. from shared randomness or a ChaCha20 stream ([`ToeplitzSeed::ChaCha20`]).
+//!
+//! # Algorithm (exact, no rounding)
+//! `y` is the slice `[n − 1, n − 1 + m)` of the product of the polynomials S(t) = Σ s_i t^i and
+//! X(t) = Σ x_j t^j over GF(2). The product is computed exactly with an *additive FFT* over the
+//! field GF(2^64):
+//!
+//! 1. X and S are cut into 32-bit pieces, each a polynomial of degree < 32 in t, and each stored
+//!    as an element of GF(2^64) in the polynomial basis. The product of two pieces has degree
+//!    ≤ 62, so it is never reduced by the field polynomial: field products *are* the GF(2)[t]
+//!    products, and field sums are XOR. Hence the product of the piece sequences, computed in
+//!    GF(2^64)[z], gives exactly the pieces of S·X (z = t^32), which are overlap-added.
+//! 2. GF(2^64)[z] multiplication evaluates both polynomials at the 2^k points of a GF(2)-subspace
+//!    of GF(2^64), multiplies pointwise and interpolates (2^k > degree of the product). The
+//!    transforms are the Lin–Chung–Han additive FFT in the "novel polynomial basis" built on a
+//!    Cantor basis β_0 = 1, β_i² + β_i = β_{i−1} (S.-J. Lin, W.-H. Chung, Y. S. Han, "Novel
+//!    polynomial basis and its application to Reed–Solomon erasure codes", FOCS 2014), with the
+//!    change between monomial and novel basis done by the Gao–Mateer Taylor expansion at
+//!    x^(2^m) + x (only XORs); see Chen, Cheng, Kuo, Li, Yang, "Faster multiplication for long
+//!    binary polynomials", arXiv:1708.09746.
+//!
+//! Every step is an identity of field arithmetic, so the result is exact by construction (unlike
+//! a floating-point FFT, there is no rounding to bound); tests compare it with
+//! [`toeplitz_direct`] on many sizes. Cost: O(N log N) field multiplications for N = 2^k pieces,
+//! with `pclmulqdq` (run-time detected) and rayon for the two halves of every transform.
+//!
+//! No crate offers exact long GF(2)[t] multiplication (gf2x is C-only), hence this module.
+
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use rayon::prelude::*;
+use std::sync::OnceLock;
+use thiserror::Error;
+use zeroize::Zeroize;
+
+use super::key::SecretBits;
+use super::verify::{gf64, masked_words};
+
+/// Largest accepted input length (bits); far above what memory allows in practice.
+pub const MAX_INPUT_BITS: usize = 1 << 40;
+
+/// Errors of privacy amplification.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ToeplitzError {
+    /// The input key has no bits.
+    #[error("privacy amplification input is empty")]
+    EmptyInput,
+    /// An output of 0 bits was requested.
+    #[error("privacy amplification output length must be at least 1 bit")]
+    EmptyOutput,
+    /// More output bits than input bits were requested.
+    #[error("output length {out_bits} bits exceeds the input length {in_bits} bits")]
+    OutputTooLong {
+        /// Requested output length m (bits).
+        out_bits: usize,
+        /// Input length n (bits).
+        in_bits: usize,
+    },
+    /// The given seed does not have n + m − 1 bits.
+    #[error("Toeplitz seed has {got} bits; an {out_bits}x{in_bits} matrix needs n + m - 1 = {needed}")]
+    SeedLength {
+        /// Bits in the seed given.
+        got: usize,
+        /// Bits needed, n + m − 1.
+        needed: usize,
+        /// Output length m (bits).
+        out_bits: usize,
+        /// Input length n (bits).
+        in_bits: usize,
+    },
+    /// The input exceeds [`MAX_INPUT_BITS`].
+    #[error("privacy amplification input of {in_bits} bits exceeds the supported {max} bits")]
+    InputTooLong {
+        /// Input length n (bits).
+        in_bits: usize,
+        /// [`MAX_INPUT_BITS`].
+        max: usize,
+    },
+}
+
+/// Where the n + m − 1 seed bits of the Toeplitz matrix come from.
+#[derive(Debug, Clone, Copy)]
+pub enum ToeplitzSeed<'a> {
+    /// The ChaCha20 keystream under this 32-byte key (shared randomness agreed by both
+    /// stations), read as little-endian `u64` words, LSB first; see [`seed_bits`].
+    ChaCha20([u8; 32]),
+    /// Explicit seed bits; must hold exactly n + m − 1 bits.
+    Bits(&'a SecretBits),
+}
+
+/// Number of seed bits an m×n Toeplitz matrix needs: n + m − 1.
+pub fn seed_len(in_bits: usize, out_bits: usize) -> usize {
+    in_bits + out_bits - 1
+}
+
+/// The first `len` bits of the ChaCha20 stream keyed by `key` (`ChaCha20Rng::from_seed`,
+/// successive `next_u64` words, LSB first).
+pub fn seed_bits(key: [u8; 32], len: usize) -> SecretBits {
+    let mut rng = ChaCha20Rng::from_seed(key);
+    let mut words: Vec<u64> = (0..len.div_ceil(64)).map(|_| rng.next_u64()).collect();
+    clear_tail(&mut words, len);
+    SecretBits::from_words(words, len)
+}
+
+/// `y = T·x` for the m×n Toeplitz matrix given by `seed` (m = `out_bits`, n = `input.len()`),
+/// computed exactly with the additive FFT (see the module documentation).
+pub fn toeplitz_hash(
+    input: &SecretBits,
+    out_bits: usize,
+    seed: ToeplitzSeed<'_>,
+) -> Result<SecretBits, ToeplitzError> {
+    with_seed(input, out_bits, seed, |x, s| {
+        let words = middle_product(x, s, input.len(), out_bits);
+        SecretBits::from_words(words, out_bits)
+    })
+}
+
+/// The same product as [`toeplitz_hash`] computed directly in O(n·m/64) word operations: the
+/// reference the fast path is tested against (too slow for production block sizes).
+pub fn toeplitz_direct(
+    input: &SecretBits,
+    out_bits: usize,
+    seed: ToeplitzSeed<'_>,
+) -> Result<SecretBits, ToeplitzError> {
+    with_seed(input, out_bits, seed, |x, s| {
+        let n = input.len();
+        let mut y = SecretBits::zeros(out_bits);
+        for i in 0..out_bits {
+            if direct_bit(x, s, n, i) {
+                y.set(i, true);
+            }
+        }
+        y
+    })
+}
+
+/// Validates the sizes, materializes the seed, and runs `f(x, s)` on the masked words.
+fn with_seed(
+    input: &SecretBits,
+    out_bits: usize,
+    seed: ToeplitzSeed<'_>,
+    f: impl FnOnce(&[u64], &[u64]) -> SecretBits,
+) -> Result<SecretBits, ToeplitzError> {
+    let n = input.len();
+    if n == 0 {
+        return Err(ToeplitzError::EmptyInput);
+    }
+    if out_bits == 0 {
+        return Err(ToeplitzError::EmptyOutput);
+    }
+    if out_bits > n {
+        return Err(ToeplitzError::OutputTooLong { out_bits, in_bits: n });
+    }
+    if n > MAX_INPUT_BITS {
+        return Err(ToeplitzError::InputTooLong { in_bits: n, max: MAX_INPUT_BITS });
+    }
+    let needed = seed_len(n, out_bits);
+    let generated;
+    let seed_bits_ref = match seed {
+        ToeplitzSeed::ChaCha20(key) => {
+            generated = seed_bits(key, needed);
+            &generated
+        }
+        ToeplitzSeed::Bits(bits) => {
+            if bits.len() != needed {
+                return Err(ToeplitzError::SeedLength {
+                    got: bits.len(),
+                    needed,
+                    out_bits,
+                    in_bits: n,
+                });
+            }
+            bits
+        }
+    };
+    let mut x: Vec<u64> = masked_words(input).collect();
+    let s: Vec<u64> = masked_words(seed_bits_ref).collect();
+    let y = f(&x, &s);
+    x.zeroize();
+    Ok(y)
+}
+
+/// Clears the bits at positions ≥ `len` (the words hold at least `len` bits).
+fn clear_tail(words: &mut [u64], len: usize) {
+    let full = len / 64;
+    if len % 64 != 0 {
+        words[full] &= (1u64 << (len % 64)) - 1;
+    }
+    let start = len.div_ceil(64);
+    for w in words.iter_mut().skip(start) {
+        *w = 0;
+    }
+}
+
+/// Bit `i` of `T·x` by definition: parity of x AND the reversed seed window. Reading
+/// `r[u] = s[n + m − 2 − u]`, `s[i + n − 1 − j] = r[(m − 1 − i) + j]`; the window is read on the
+/// fly from `s` with bit reversal.
+fn direct_bit(x: &[u64], s: &[u64], n: usize, i: usize) -> bool {
+    // y_i = Σ_j s[i + n − 1 − j] x[j]; walk j in 64-bit steps and build the reversed window.
+    let bit = |k: usize| (s[k / 64] >> (k % 64)) & 1;
+    let mut acc = 0u64;
+    for (wj, &xw) in x.iter().enumerate() {
+        if xw == 0 {
+            continue;
+        }
+        let mut win = 0u64;
+        let base = wj * 64;
+        for b in 0..64 {
+            let j = base + b;
+            if j >= n {
+                break;
+            }
+            win |= bit(i + n - 1 - j) << b;
+        }
+        acc ^= win & xw;
+    }
+    acc.count_ones() & 1 == 1
+}
+
+/// Bits per GF(2^64) element in the packed polynomials (products stay below 2^63).
+const PIECE_BITS: usize = 32;
+
+/// Bits `[n − 1, n − 1 + m)` of the GF(2)[t] product of `s` (n + m − 1 bits) and `x` (n bits),
+/// packed LSB-first, with the bits past `m` cleared.
+fn middle_product(x: &[u64], s: &[u64], n: usize, m: usize) -> Vec<u64> {
+    let len_x = n.div_ceil(PIECE_BITS);
+    let len_s = (n + m - 1).div_ceil(PIECE_BITS);
+    let pieces = len_x + len_s - 1;
+    let k = pieces.next_power_of_two().trailing_zeros();
+    let size = 1usize << k;
+
+    let mut a = vec![0u64; size];
+    let mut b = vec![0u64; size];
+    unpack_pieces(x, len_x, &mut a);
+    unpack_pieces(s, len_s, &mut b);
+    multiply_in_place(&mut a, &mut b, k);
+    b.zeroize();
+
+    // Product word w (bits [64w, 64w + 64)) = C[2w] ^ C[2w+1] << 32 ^ C[2w-1] >> 32.
+    let product_word = |w: usize| -> u64 {
+        let c = |i: usize| a.get(i).copied().unwrap_or(0);
+        let prev = if w == 0 { 0 } else { c(2 * w - 1) >> 32 };
+        c(2 * w) ^ (c(2 * w + 1) << 32) ^ prev
+    };
+    let start = n - 1;
+    let (w0, sh) = (start / 64, (start % 64) as u32);
+    let out_words = m.div_ceil(64);
+    let mut y: Vec<u64> = (0..out_words)
+        .into_par_iter()
+        .map(|o| {
+            let lo = product_word(w0 + o);
+            if sh == 0 {
+                lo
+            } else {
+                (lo >> sh) | (product_word(w0 + o + 1) << (64 - sh))
+            }
+        })
+        .collect();
+    a.zeroize();
+    clear_tail(&mut y, m);
+    y
+}
+
+/// Splits packed words into 32-bit pieces: `out[2i] = low half of w_i`, `out[2i+1] = high half`.
+fn unpack_pieces(words: &[u64], pieces: usize, out: &mut [u64]) {
+    for (i, &w) in words.iter().enumerate() {
+        if 2 * i < pieces {
+            out[2 * i] = w & 0xFFFF_FFFF;
+        }
+        if 2 * i + 1 < pieces {
+            out[2 * i + 1] = w >> 32;
+        }
+    }
+}
+
+/// Replaces `a` by the product of the GF(2^64)[z] polynomials `a` and `b` (both of length 2^k
+/// with the product's degree below 2^k); `b` is overwritten with its transform.
+fn multiply_in_place(a: &mut [u64], b: &mut [u64], k: u32) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(p) = gf64::Pclmul::detect() {
+        return multiply_with(p, a, b, k);
+    }
+    multiply_with(gf64::Soft, a, b, k)
+}
+
+fn multiply_with<K: Kernel>(kern: K, a: &mut [u64], b: &mut [u64], k: u32) {
+    let tw = Twiddles::new(k);
+    rayon::join(
+        || {
+            to_novel(a, k, 1);
+            fft(kern, a, 0, &tw, false);
+        },
+        || {
+            to_novel(b, k, 1);
+            fft(kern, b, 0, &tw, false);
+        },
+    );
+    a.par_chunks_mut(PAR_CHUNK)
+        .zip(b.par_chunks(PAR_CHUNK))
+        .for_each(|(x, y)| kern.pointwise(x, y));
+    fft(kern, a, 0, &tw, true);
+    from_novel(a, k, 1);
+}
+
+/// Slices at least this long (words) are split across rayon tasks.
+const PAR_MIN: usize = 1 << 15;
+/// Chunk length (words) of parallel slice operations.
+const PAR_CHUNK: usize = 1 << 13;
+/// Blocks at most this long (elements) are transformed by one kernel call, level by level.
+const LEAF: usize = 1 << 11;
+
+/// The Cantor basis of GF(2^64): β_0 = 1, β_i² + β_i = β_{i−1}. Its subspace polynomials
+/// s_i(x) = Π_{a ∈ span(β_0..β_{i−1})} (x − a) have GF(2) coefficients, s_i(β_i) = 1 and
+/// s_i(β_j) = β_{j−i} for j ≥ i.
+fn cantor_basis() -> &'static [u64; 64] {
+    static BASIS: OnceLock<[u64; 64]> = OnceLock::new();
+    BASIS.get_or_init(|| {
+        let mut beta = [0u64; 64];
+        beta[0] = 1;
+        for i in 1..64 {
+            beta[i] = solve_artin_schreier(beta[i - 1])
+                .expect("x^2 + x = beta has a root for every Cantor basis element below 64");
+        }
+        beta
+    })
+}
+
+/// A root of x² + x = c in GF(2^64), by Gaussian elimination on the GF(2)-linear map x ↦ x² + x.
+fn solve_artin_schreier(c: u64) -> Option<u64> {
+    let sq = |x: u64| gf64::mul(gf64::Soft, x, x);
+    // Echelon basis of the images L(e_j), each with the combination of e_j that makes it.
+    let mut pivots: Vec<(u32, u64, u64)> = Vec::new();
+    for j in 0..64 {
+        let (mut v, mut comb) = (sq(1 << j) ^ (1 << j), 1u64 << j);
+        for &(p, pv, pc) in &pivots {
+            if (v >> p) & 1 == 1 {
+                v ^= pv;
+                comb ^= pc;
+            }
+        }
+        if v != 0 {
+            pivots.push((63 - v.leading_zeros(), v, comb));
+        }
+    }
+    let (mut r, mut x) = (c, 0u64);
+    for &(p, pv, pc) in &pivots {
+        if (r >> p) & 1 == 1 {
+            r ^= pv;
+            x ^= pc;
+        }
+    }
+    (r == 0 && sq(x) ^ x == c).then_some(x)
+}
+
+/// FFT twiddles λ(c) = s_i(ω_c) = Σ_t c_t β_{t+1} for block c (independent of the level i, by
+/// s_i(β_{i+1+t}) = β_{1+t}), looked up in two half-width tables.
+struct Twiddles {
+    lo: Vec<u64>,
+    hi: Vec<u64>,
+    lo_bits: u32,
+}
+
+impl Twiddles {
+    fn new(k: u32) -> Self {
+        let beta = cantor_basis();
+        let bits = k.saturating_sub(1);
+        let lo_bits = bits.div_ceil(2);
+        let hi_bits = bits - lo_bits;
+        let table = |first: u32, count: u32| {
+            let mut t = vec![0u64; 1 << count];
+            for c in 1..t.len() {
+                let low = c.trailing_zeros();
+                t[c] = t[c & (c - 1)] ^ beta[(1 + first + low) as usize];
+            }
+            t
+        };
+        Self { lo: table(0, lo_bits), hi: table(lo_bits, hi_bits), lo_bits }
+    }
+
+    #[inline(always)]
+    fn lambda(&self, c: usize) -> u64 {
+        self.lo[c & ((1 << self.lo_bits) - 1)] ^ self.hi[c >> self.lo_bits]
+    }
+}
+
+/// Field kernels over slices, specialised per carry-less multiplier so that the inner loops are
+/// compiled with the instructions it needs.
+trait Kernel: Copy + Send + Sync {
+    /// All butterfly levels of one block of `a.len()` (a power of two) elements, which is block
+    /// `c0` at its level; forward (evaluation) or inverse (interpolation).
+    fn block(self, a: &mut [u64], c0: usize, tw: &Twiddles, inverse: bool);
+    /// One butterfly level between the halves `lo`, `hi` of a block with twiddle `lambda`.
+    fn butterfly(self, lo: &mut [u64], hi: &mut [u64], lambda: u64, inverse: bool);
+    /// `a[i] = a[i]·b[i]` in GF(2^64).
+    fn pointwise(self, a: &mut [u64], b: &[u64]);
+}
+
+#[inline(always)]
+fn butterfly_body<M: gf64::ClMul>(m: M, lo: &mut [u64], hi: &mut [u64], lambda: u64, inverse: bool) {
+    if inverse {
+        for (l, h) in lo.iter_mut().zip(hi.iter_mut()) {
+            *h ^= *l;
+            *l ^= gf64::mul(m, lambda, *h);
+        }
+    } else {
+        for (l, h) in lo.iter_mut().zip(hi.iter_mut()) {
+            *l ^= gf64::mul(m, lambda, *h);
+            *h ^= *l;
+        }
+    }
+}
+
+#[inline(always)]
+fn block_body<M: gf64::ClMul>(m: M, a: &mut [u64], c0: usize, tw: &Twiddles, inverse: bool) {
+    let j = a.len().trailing_zeros();
+    let mut level = |i: u32| {
+        let h = 1usize << i;
+        for (b, blk) in a.chunks_exact_mut(2 * h).enumerate() {
+            let lambda = tw.lambda((c0 << (j - 1 - i)) + b);
+            let (lo, hi) = blk.split_at_mut(h);
+            butterfly_body(m, lo, hi, lambda, inverse);
+        }
+    };
+    if inverse {
+        (0..j).for_each(&mut level);
+    } else {
+        (0..j).rev().for_each(&mut level);
+    }
+}
+
+#[inline(always)]
+fn pointwise_body<M: gf64::ClMul>(m: M, a: &mut [u64], b: &[u64]) {
+    for (x, &y) in a.iter_mut().zip(b) {
+        *x = gf64::mul(m, *x, y);
+    }
+}
+
+impl Kernel for gf64::Soft {
+    fn block(self, a: &mut [u64], c0: usize, tw: &Twiddles, inverse: bool) {
+        block_body(self, a, c0, tw, inverse)
+    }
+    fn butterfly(self, lo: &mut [u64], hi: &mut [u64], lambda: u64, inverse: bool) {
+        butterfly_body(self, lo, hi, lambda, inverse)
+    }
+    fn pointwise(self, a: &mut [u64], b: &[u64]) {
+        pointwise_body(self, a, b)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod pclmul_kernels {
+    use super::*;
+    use gf64::Pclmul;
+
+    #[target_feature(enable = "pclmulqdq,sse2")]
+    unsafe fn block(m: Pclmul, a: &mut [u64], c0: usize, tw: &Twiddles, inverse: bool) {
+        block_body(m, a, c0, tw, inverse)
+    }
+    #[target_feature(enable = "pclmulqdq,sse2")]
+    unsafe fn butterfly(m: Pclmul, lo: &mut [u64], hi: &mut [u64], lambda: u64, inverse: bool) {
+        butterfly_body(m, lo, hi, lambda, inverse)
+    }
+    #[target_feature(enable = "pclmulqdq,sse2")]
+    unsafe fn pointwise(m: Pclmul, a: &mut [u64], b: &[u64]) {
+        pointwise_body(m, a, b)
+    }
+
+    // SAFETY (all three): a `Pclmul` value exists only after run-time detection of pclmulqdq
+    // and sse2, the features these functions are compiled for.
+    impl Kernel for Pclmul {
+        fn block(self, a: &mut [u64], c0: usize, tw: &Twiddles, inverse: bool) {
+            unsafe { block(self, a, c0, tw, inverse) }
+        }
+        fn butterfly(self, lo: &mut [u64], hi: &mut [u64], lambda: u64, inverse: bool) {
+            unsafe { butterfly(self, lo, hi, lambda, inverse) }
+        }
+        fn pointwise(self, a: &mut [u64], b: &[u64]) {
+            unsafe { pointwise(self, a, b) }
+        }
+    }
+}
+
+/// Additive FFT (Lin–Chung–Han) of `a` (novel-basis coefficients, length 2^j), which is block
+/// `c` of its level: evaluates at the points ω_p = Σ_t p_t β_t, p the position in the whole
+/// array. Forward: levels from the top down; inverse: the same butterflies undone bottom up.
+fn fft<K: Kernel>(kern: K, a: &mut [u64], c: usize, tw: &Twiddles, inverse: bool) {
+    if a.len() <= LEAF {
+        if a.len() > 1 {
+            kern.block(a, c, tw, inverse);
+        }
+        return;
+    }
+    let half = a.len() / 2;
+    let lambda = tw.lambda(c);
+    let (lo, hi) = a.split_at_mut(half);
+    let level = |lo: &mut [u64], hi: &mut [u64]| {
+        if half >= PAR_MIN {
+            lo.par_chunks_mut(PAR_CHUNK)
+                .zip(hi.par_chunks_mut(PAR_CHUNK))
+                .for_each(|(l, h)| kern.butterfly(l, h, lambda, inverse));
+        } else {
+            kern.butterfly(lo, hi, lambda, inverse);
+        }
+    };
+    if !inverse {
+        level(lo, hi);
+    }
+    let recurse = |lo: &mut [u64], hi: &mut [u64]| {
+        if half >= PAR_MIN {
+            rayon::join(
+                || fft(kern, lo, 2 * c, tw, inverse),
+                || fft(kern, hi, 2 * c + 1, tw, inverse),
+            );
+        } else {
+            fft(kern, lo, 2 * c, tw, inverse);
+            fft(kern, hi, 2 * c + 1, tw, inverse);
+        }
+    };
+    recurse(lo, hi);
+    if inverse {
+        level(lo, hi);
+    }
+}
+
+/// `dst ^= src`, split across rayon tasks when long.
+fn xor_into(dst: &mut [u64], src: &[u64]) {
+    if dst.len() >= PAR_MIN {
+        dst.par_chunks_mut(PAR_CHUNK)
+            .zip(src.par_chunks(PAR_CHUNK))
+            .for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, s)| *d ^= s));
+    } else {
+        dst.iter_mut().zip(src).for_each(|(d, s)| *d ^= s);
+    }
+}
+
+/// Largest power of two strictly below `k` (k ≥ 2).
+fn split_point(k: u32) -> u32 {
+    1 << (31 - (k - 1).leading_zeros())
+}
+
+/// Monomial → novel basis, in place. `a` holds 2^k coefficients of `w` words each (a vector of
+/// independent polynomials, converted together). With m a power of two below k and
+/// y = s_m(x) = x^(2^m) + x, the novel basis factors as X_{hi·2^m + lo}(x) = X_hi(y)·X_lo(x)
+/// (because s_{i+m} = s_i ∘ s_m), so: expand f in powers of y with coefficients of degree < 2^m
+/// (Taylor expansion), convert the outer polynomial in y (coefficients 2^m·w words wide), then
+/// each inner polynomial.
+fn to_novel(a: &mut [u64], k: u32, w: usize) {
+    if k <= 1 {
+        return; // X_0 = 1, X_1 = x: the bases agree.
+    }
+    let m = split_point(k);
+    taylor(a, k, m, w);
+    to_novel(a, k - m, w << m);
+    for_each_chunk(a, w << m, |c| to_novel(c, m, w));
+}
+
+/// Inverse of [`to_novel`].
+fn from_novel(a: &mut [u64], k: u32, w: usize) {
+    if k <= 1 {
+        return;
+    }
+    let m = split_point(k);
+    for_each_chunk(a, w << m, |c| from_novel(c, m, w));
+    from_novel(a, k - m, w << m);
+    taylor_inverse(a, k, m, w);
+}
+
+fn for_each_chunk(a: &mut [u64], chunk: usize, f: impl Fn(&mut [u64]) + Sync + Send) {
+    if a.len() >= PAR_MIN && a.len() > chunk {
+        a.par_chunks_mut(chunk).for_each(f);
+    } else {
+        a.chunks_mut(chunk).for_each(f);
+    }
+}
+
+/// Taylor expansion of f (2^k coefficients of `w` words) at y = x^(2^m) + x: afterwards
+/// coefficient block u (2^m coefficients) holds h_u with f = Σ_u h_u(x)·y^u. Divides by
+/// y^(2^r) = x^(2^(k−1)) + x^(2^r) (r = k − 1 − m; squaring is additive in characteristic 2),
+/// leaving remainder below and quotient above, then recurses on both halves.
+fn taylor(a: &mut [u64], k: u32, m: u32, w: usize) {
+    if k <= m {
+        return;
+    }
+    let (half, dist) = division_geometry(a.len(), k, m, w);
+    // a[p − half + small] ^= a[p] for p from the top down, in chunks no longer than `dist`.
+    let mut hi = a.len();
+    while hi > half {
+        let lo = hi.saturating_sub(dist).max(half);
+        let (dst, src) = a.split_at_mut(lo);
+        xor_into(&mut dst[lo - dist..hi - dist], &src[..hi - lo]);
+        hi = lo;
+    }
+    let (l, h) = a.split_at_mut(half);
+    if half >= PAR_MIN {
+        rayon::join(|| taylor(l, k - 1, m, w), || taylor(h, k - 1, m, w));
+    } else {
+        taylor(l, k - 1, m, w);
+        taylor(h, k - 1, m, w);
+    }
+}
+
+/// Inverse of [`taylor`]: undo the halves, then multiply back by the divisor (bottom up, so every
+/// quotient word is read before it is restored).
+fn taylor_inverse(a: &mut [u64], k: u32, m: u32, w: usize) {
+    if k <= m {
+        return;
+    }
+    let (half, dist) = division_geometry(a.len(), k, m, w);
+    {
+        let (l, h) = a.split_at_mut(half);
+        if half >= PAR_MIN {
+            rayon::join(|| taylor_inverse(l, k - 1, m, w), || taylor_inverse(h, k - 1, m, w));
+        } else {
+            taylor_inverse(l, k - 1, m, w);
+            taylor_inverse(h, k - 1, m, w);
+        }
+    }
+    let mut lo = half;
+    while lo < a.len() {
+        let hi = (lo + dist).min(a.len());
+        let (dst, src) = a.split_at_mut(lo);
+        xor_into(&mut dst[lo - dist..hi - dist], &src[..hi - lo]);
+        lo = hi;
+    }
+}
+
+/// (half, dist) in words for the division in [`taylor`]: the divisor x^(2^(k−1)) + x^(2^r)
+/// moves each quotient coefficient down by 2^(k−1) − 2^r coefficients.
+fn division_geometry(len: usize, k: u32, m: u32, w: usize) -> (usize, usize) {
+    let half = len / 2;
+    let small = w << (k - 1 - m);
+    (half, half - small)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn random_bits(rng: &mut impl Rng, len: usize) -> SecretBits {
+        let mut words: Vec<u64> = (0..len.div_ceil(64)).map(|_| rng.gen()).collect();
+        clear_tail(&mut words, len);
+        SecretBits::from_words(words, len)
+    }
+
+    /// T·x straight from the definition T[i][j] = s[i − j + n − 1], one bit at a time.
+    fn naive(x: &SecretBits, m: usize, s: &SecretBits) -> Vec<bool> {
+        let n = x.len();
+        (0..m)
+            .map(|i| (0..n).fold(false, |acc, j| acc ^ (s.get(i + n - 1 - j) & x.get(j))))
+            .collect()
+    }
+
+    #[test]
+    fn cantor_basis_properties() {
+        let beta = cantor_basis();
+        assert_eq!(beta[0], 1);
+        for i in 1..64 {
+            assert_eq!(gf64::mul(gf64::Soft, beta[i], beta[i]) ^ beta[i], beta[i - 1]);
+        }
+        // Linearly independent over GF(2): rank 64.
+        let mut rows: Vec<u64> = beta.to_vec();
+        let mut rank = 0;
+        for bit in (0..64).rev() {
+            if let Some(p) = (rank..64).find(|&r| (rows[r] >> bit) & 1 == 1) {
+                rows.swap(rank, p);
+                for r in 0..64 {
+                    if r != rank && (rows[r] >> bit) & 1 == 1 {
+                        rows[r] ^= rows[rank];
+                    }
+                }
+                rank += 1;
+            }
+        }
+        assert_eq!(rank, 64);
+    }
+
+    /// s_i(ω) = Σ_{u ⊆ i} ω^(2^u) for the Cantor basis.
+    fn subspace_poly(i: u32, omega: u64) -> u64 {
+        let mut pow = omega; // ω^(2^u)
+        let mut acc = 0;
+        for u in 0..=i {
+            if u & i == u {
+                acc ^= pow;
+            }
+            pow = gf64::mul(gf64::Soft, pow, pow);
+        }
+        acc
+    }
+
+    /// Monomial coefficients (GF(2)) of the novel basis polynomial X_j = Π s_i^{j_i}.
+    fn novel_poly(j: usize) -> Vec<bool> {
+        let mut p = vec![true];
+        let mut i = 0;
+        while (j >> i) != 0 {
+            if (j >> i) & 1 == 1 {
+                let deg = 1usize << i;
+                let mut q = vec![false; p.len() + deg];
+                for (a, &pa) in p.iter().enumerate() {
+                    if !pa {
+                        continue;
+                    }
+                    for u in 0..=i {
+                        if u & i == u {
+                            q[a + (1 << u)] ^= true;
+                        }
+                    }
+                }
+                p = q;
+            }
+            i += 1;
+        }
+        p
+    }
+
+    #[test]
+    fn basis_conversion_matches_definition_and_round_trips() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        for k in 0..=9u32 {
+            let n = 1usize << k;
+            let d: Vec<u64> = (0..n).map(|_| rng.gen()).collect();
+            // f = Σ d_j X_j in the monomial basis.
+            let mut f = vec![0u64; n];
+            for (j, &dj) in d.iter().enumerate() {
+                for (e, &bit) in novel_poly(j).iter().enumerate() {
+                    if bit {
+                        f[e] ^= dj;
+                    }
+                }
+            }
+            let mut g = f.clone();
+            to_novel(&mut g, k, 1);
+            assert_eq!(g, d, "to_novel, k = {k}");
+            from_novel(&mut g, k, 1);
+            assert_eq!(g, f, "from_novel, k = {k}");
+        }
+        // Larger sizes: round trip only (parallel paths included).
+        for k in [12u32, 17] {
+            let f: Vec<u64> = (0..1usize << k).map(|_| rng.gen()).collect();
+            let mut g = f.clone();
+            to_novel(&mut g, k, 1);
+            from_novel(&mut g, k, 1);
+            assert_eq!(g, f, "round trip, k = {k}");
+        }
+    }
+
+    #[test]
+    fn fft_evaluates_the_novel_basis_polynomial() {
+        let mut rng = ChaCha8Rng::seed_from_u64(12);
+        let beta = cantor_basis();
+        for k in 0..=7u32 {
+            let n = 1usize << k;
+            let tw = Twiddles::new(k);
+            let d: Vec<u64> = (0..n).map(|_| rng.gen()).collect();
+            let mut e = d.clone();
+            fft(gf64::Soft, &mut e, 0, &tw, false);
+            for (p, &ep) in e.iter().enumerate() {
+                let omega = (0..k).filter(|t| (p >> t) & 1 == 1).fold(0, |acc, t| acc ^ beta[t as usize]);
+                let want = d.iter().enumerate().fold(0u64, |acc, (j, &dj)| {
+                    let xj = (0..k).filter(|i| (j >> i) & 1 == 1).fold(1u64, |v, i| {
+                        gf64::mul(gf64::Soft, v, subspace_poly(i, omega))
+                    });
+                    acc ^ gf64::mul(gf64::Soft, dj, xj)
+                });
+                assert_eq!(ep, want, "k = {k}, point {p}");
+            }
+            fft(gf64::Soft, &mut e, 0, &tw, true);
+            assert_eq!(e, d, "inverse, k = {k}");
+        }
+    }
+
+    fn schoolbook(a: &[u64], b: &[u64]) -> Vec<u64> {
+        let mut c = vec![0u64; a.len() + b.len() - 1];
+        for (i, &x) in a.iter().enumerate() {
+            for (j, &y) in b.iter().enumerate() {
+                c[i + j] ^= gf64::mul(gf64::Soft, x, y);
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn polynomial_product_matches_schoolbook() {
+        let mut rng = ChaCha8Rng::seed_from_u64(13);
+        for (la, lb) in [(1, 1), (1, 5), (3, 2), (7, 9), (64, 64), (100, 29), (700, 1300), (3000, 2000)] {
+            let a: Vec<u64> = (0..la).map(|_| rng.gen()).collect();
+            let b: Vec<u64> = (0..lb).map(|_| rng.gen()).collect();
+            let want = schoolbook(&a, &b);
+            let k = (la + lb - 1usize).next_power_of_two().trailing_zeros();
+            for soft in [false, true] {
+                let mut fa = a.clone();
+                fa.resize(1 << k, 0);
+                let mut fb = b.clone();
+                fb.resize(1 << k, 0);
+                if soft {
+                    multiply_with(gf64::Soft, &mut fa, &mut fb, k);
+                } else {
+                    multiply_in_place(&mut fa, &mut fb, k);
+                }
+                assert_eq!(&fa[..want.len()], &want[..], "{la}x{lb}, soft = {soft}");
+                assert!(fa[want.len()..].iter().all(|&v| v == 0));
+            }
+        }
+    }
+
+    #[test]
+    fn direct_matches_the_definition() {
+        let mut rng = ChaCha8Rng::seed_from_u64(14);
+        for n in [1usize, 2, 3, 7, 63, 64, 65, 130, 200] {
+            for m in [1, n / 2, n].into_iter().filter(|&m| m >= 1) {
+                let x = random_bits(&mut rng, n);
+                let s = random_bits(&mut rng, n + m - 1);
+                let y = toeplitz_direct(&x, m, ToeplitzSeed::Bits(&s)).unwrap();
+                assert_eq!(y.to_bools(), naive(&x, m, &s), "n = {n}, m = {m}");
+            }
+        }
+    }
+
+    #[test]
+    fn fast_matches_direct_on_many_sizes() {
+        let mut rng = ChaCha8Rng::seed_from_u64(15);
+        let mut sizes = vec![(1usize, 1usize), (2, 1), (2, 2), (31, 17), (32, 32), (33, 1), (64, 63)];
+        sizes.extend([(65, 64), (127, 3), (1000, 999), (4097, 2048), (20_000, 10_001)]);
+        for _ in 0..40 {
+            let n = rng.gen_range(1..6000);
+            sizes.push((n, rng.gen_range(1..=n)));
+        }
+        for (n, m) in sizes {
+            let x = random_bits(&mut rng, n);
+            let s = random_bits(&mut rng, n + m - 1);
+            let fast = toeplitz_hash(&x, m, ToeplitzSeed::Bits(&s)).unwrap();
+            let direct = toeplitz_direct(&x, m, ToeplitzSeed::Bits(&s)).unwrap();
+            assert_eq!(fast.len(), m);
+            assert!(fast == direct, "n = {n}, m = {m}");
+            // Bits past m in the last word are clear.
+            if m % 64 != 0 {
+                assert_eq!(fast.words().last().unwrap() >> (m % 64), 0);
+            }
+        }
+    }
+
+    #[test]
+    fn large_block_spot_checks() {
+        // 2^20 + 13 input bits (parallel paths), m = n/2; 48 output bits checked directly.
+        let mut rng = ChaCha8Rng::seed_from_u64(16);
+        let n = (1 << 20) + 13;
+        let m = n / 2;
+        let x = random_bits(&mut rng, n);
+        let key: [u8; 32] = rng.gen();
+        let y = toeplitz_hash(&x, m, ToeplitzSeed::ChaCha20(key)).unwrap();
+        let s = seed_bits(key, n + m - 1);
+        let xw: Vec<u64> = masked_words(&x).collect();
+        let sw: Vec<u64> = masked_words(&s).collect();
+        for i in (0..48).map(|_| rng.gen_range(0..m)).chain([0, m - 1]) {
+            assert_eq!(y.get(i), direct_bit(&xw, &sw, n, i), "bit {i}");
+        }
+    }
+
+    #[test]
+    fn chacha_seed_equals_explicit_bits_and_hash_is_linear() {
+        let mut rng = ChaCha8Rng::seed_from_u64(17);
+        let (n, m) = (5000, 2100);
+        let key = [42u8; 32];
+        let s = seed_bits(key, n + m - 1);
+        let x1 = random_bits(&mut rng, n);
+        let x2 = random_bits(&mut rng, n);
+        let y1 = toeplitz_hash(&x1, m, ToeplitzSeed::ChaCha20(key)).unwrap();
+        assert!(y1 == toeplitz_hash(&x1, m, ToeplitzSeed::Bits(&s)).unwrap());
+        let y2 = toeplitz_hash(&x2, m, ToeplitzSeed::ChaCha20(key)).unwrap();
+        let mut x12 = x1.clone();
+        x12.as_mut_bitslice().iter_mut().zip(x2.as_bitslice().iter()).for_each(|(mut a, b)| {
+            let v = *a ^ *b;
+            a.set(v);
+        });
+        let y12 = toeplitz_hash(&x12, m, ToeplitzSeed::ChaCha20(key)).unwrap();
+        let xor: Vec<bool> = y1.to_bools().iter().zip(y2.to_bools()).map(|(a, b)| a ^ b).collect();
+        assert_eq!(y12.to_bools(), xor);
+        // A different seed gives a different output (with overwhelming probability).
+        assert!(y1 != toeplitz_hash(&x1, m, ToeplitzSeed::ChaCha20([43; 32])).unwrap());
+    }
+
+    #[test]
+    fn invalid_sizes_are_errors() {
+        let x = SecretBits::zeros(100);
+        let s = SecretBits::zeros(149);
+        assert_eq!(
+            toeplitz_hash(&SecretBits::new(), 1, ToeplitzSeed::ChaCha20([0; 32])).unwrap_err(),
+            ToeplitzError::EmptyInput
+        );
+        assert_eq!(
+            toeplitz_hash(&x, 0, ToeplitzSeed::ChaCha20([0; 32])).unwrap_err(),
+            ToeplitzError::EmptyOutput
+        );
+        assert_eq!(
+            toeplitz_hash(&x, 101, ToeplitzSeed::ChaCha20([0; 32])).unwrap_err(),
+            ToeplitzError::OutputTooLong { out_bits: 101, in_bits: 100 }
+        );
+        assert_eq!(
+            toeplitz_hash(&x, 51, ToeplitzSeed::Bits(&s)).unwrap_err(),
+            ToeplitzError::SeedLength { got: 149, needed: 150, out_bits: 51, in_bits: 100 }
+        );
+        assert!(toeplitz_hash(&x, 50, ToeplitzSeed::Bits(&s)).is_ok());
+        assert!(toeplitz_direct(&x, 101, ToeplitzSeed::Bits(&s)).is_err());
+    }
+}

@@ -819,3 +819,215 @@ pub fn simulate(n: usize, qber: f64, trials: usize, seed: u64) -> SimReport {
         decode_bits_per_second: bits as f64 / secs.max(1e-12),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Alice's random key and Bob's copy with i.i.d. flips at rate `qber`.
+    fn keys(n: usize, qber: f64, seed: u64) -> (SecretBits, SecretBits) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut a = SecretBits::zeros(n);
+        let mut b = SecretBits::zeros(n);
+        for i in 0..n {
+            let x = rng.gen::<bool>();
+            a.set(i, x);
+            b.set(i, x ^ rng.gen_bool(qber));
+        }
+        (a, b)
+    }
+
+    #[test]
+    fn decodes_at_1_3_5_percent_for_several_seeds() {
+        for &q in &[0.01, 0.03, 0.05] {
+            for seed in 0..3u64 {
+                let (mut a, mut b) = keys(40_000, q, 100 + seed);
+                let before = a.hamming_distance(&b);
+                assert!(before > 0);
+                let stats = reconcile_local(&mut a, &mut b, q, seed).unwrap();
+                assert_eq!(stats.failed_frames, 0, "q={q} seed={seed}: {stats:?}");
+                assert_eq!(a.len(), 40_000);
+                assert_eq!(a, b, "q={q} seed={seed}: keys differ after reconciliation");
+                let f = stats.efficiency(q);
+                assert!(f > 1.0 && f < 1.5, "q={q} seed={seed}: efficiency {f}");
+            }
+        }
+    }
+
+    #[test]
+    fn layout_and_syndromes_are_deterministic_in_the_seed() {
+        let params = choose_params(0.02, 20_000, 1.1).unwrap();
+        let (a, _) = keys(20_000, 0.02, 1);
+        let l1 = Layout::new(&params, 9).unwrap();
+        let l2 = Layout::new(&params, 9).unwrap();
+        let c = code::build(params.frame_len, params.checks, 9);
+        assert_eq!(l1.fill, l2.fill);
+        assert_eq!(l1.punctured, l2.punctured);
+        assert_eq!(l1.code.cols, c.cols);
+        assert_ne!(code::build(params.frame_len, params.checks, 10).cols, c.cols);
+        // With no punctured bits involved, the syndrome is a function of key and seed only.
+        let mut p0 = params.clone();
+        p0.punctured = 0;
+        p0.reveal_step = 0;
+        let (_, m1) = LdpcAlice::new(&a, &p0, 9).unwrap();
+        let (_, m2) = LdpcAlice::new(&a, &p0, 9).unwrap();
+        assert_eq!(m1.syndromes, m2.syndromes);
+    }
+
+    #[test]
+    fn leakage_accounting_is_exact_and_agrees_on_both_sides() {
+        // Estimate 2% but true QBER 3%: first attempts fail, blind rounds are needed.
+        let params = choose_params(0.02, 60_000, 1.1).unwrap();
+        let (a, b) = keys(60_000, 0.03, 5);
+        let (mut alice, msg) = LdpcAlice::new(&a, &params, 3).unwrap();
+        let mut bob = LdpcBob::new(&b, &params, 3).unwrap();
+        let mut revealed = 0u64;
+        let mut rounds = 0u64;
+        let mut step = bob.receive_syndrome(&msg).unwrap();
+        let (b_out, done) = loop {
+            match step {
+                BobStep::NeedMore(req) => {
+                    revealed += (req.frames.len() * params.reveal_step) as u64;
+                    rounds += 1;
+                    let rev = alice.reveal(&req).unwrap();
+                    step = bob.receive_reveal(&rev).unwrap();
+                }
+                BobStep::Done(o, d) => break (o, d),
+            }
+        };
+        assert!(rounds > 0, "the test needs blind rounds");
+        let a_out = alice.finish(&done).unwrap();
+        let s = &b_out.stats;
+        let base = (params.frames * (params.checks - params.punctured)) as u64;
+        assert_eq!(s.leaked_bits, base + revealed);
+        assert_eq!(s.disclosed_bits, (params.frames * params.checks) as u64 + revealed);
+        assert_eq!(s.revealed_bits, revealed);
+        assert_eq!(s.round_trips, rounds);
+        let mut sa = a_out.stats.clone();
+        sa.decode_seconds = s.decode_seconds;
+        assert_eq!(&sa, s);
+        assert_eq!(a_out.key, b_out.key);
+        assert_eq!(a_out.discarded, b_out.discarded);
+    }
+
+    #[test]
+    fn punctured_columns_are_linearly_independent() {
+        // Untainted ⇒ disjoint supports ⇒ independent: the premise of leaking m - p per frame.
+        let params = choose_params(0.05, 30_000, 1.1).unwrap();
+        let l = Layout::new(&params, 1).unwrap();
+        let mut owner = vec![u32::MAX; l.code.m];
+        for (r, o) in owner.iter_mut().enumerate() {
+            for &v in l.code.row(r) {
+                if l.punctured.contains(&v) {
+                    assert_eq!(*o, u32::MAX, "row {r} touches two punctured columns");
+                    *o = v;
+                }
+            }
+        }
+        assert!(params.punctured > 0);
+    }
+
+    #[test]
+    fn mismatched_params_or_seed_or_round_is_an_error() {
+        let (a, b) = keys(20_000, 0.02, 2);
+        let pa = choose_params(0.02, 20_000, 1.1).unwrap();
+        let pb = choose_params(0.03, 20_000, 1.1).unwrap();
+        let (mut alice, msg) = LdpcAlice::new(&a, &pa, 1).unwrap();
+        let mut bob = LdpcBob::new(&b, &pb, 1).unwrap();
+        assert!(matches!(bob.receive_syndrome(&msg), Err(LdpcError::ParamsMismatch(_))));
+        let mut bob = LdpcBob::new(&b, &pa, 2).unwrap();
+        assert!(matches!(bob.receive_syndrome(&msg), Err(LdpcError::ParamsMismatch(_))));
+        assert!(matches!(LdpcBob::new(&a.slice(0, 100), &pa, 1), Err(LdpcError::KeyLengthMismatch { .. })));
+        let mut short = msg.clone();
+        short.syndromes.pop();
+        let mut bob = LdpcBob::new(&b, &pa, 1).unwrap();
+        assert!(matches!(bob.receive_syndrome(&short), Err(LdpcError::Malformed { .. })));
+        assert!(matches!(alice.reveal(&RevealRequest { round: 2, frames: vec![0] }), Err(LdpcError::OutOfOrder(_))));
+        assert!(matches!(alice.reveal(&RevealRequest { round: 1, frames: vec![1, 0] }), Err(LdpcError::Malformed { .. })));
+        let rev = RevealMsg { round: 1, frames: vec![0], bits: vec![vec![0]] };
+        assert!(matches!(bob.receive_reveal(&rev), Err(LdpcError::OutOfOrder(_))));
+        assert!(matches!(choose_params(0.0, 20_000, 1.1), Err(LdpcError::QberOutOfRange(_))));
+        assert!(matches!(choose_params(0.3, 20_000, 1.1), Err(LdpcError::QberOutOfRange(_))));
+        assert!(matches!(choose_params(0.02, 100, 1.1), Err(LdpcError::KeyTooShort(100))));
+        assert!(matches!(choose_params(0.02, 20_000, 0.9), Err(LdpcError::BadEfficiency(_))));
+        let mut bad = pa.clone();
+        bad.reveal_step = pa.punctured;
+        assert!(matches!(LdpcAlice::new(&a, &bad, 1), Err(LdpcError::InvalidParams(_))));
+    }
+
+    #[test]
+    fn failed_frames_are_reported_and_dropped_on_both_sides() {
+        let params = choose_params(0.02, 30_000, 1.1).unwrap();
+        assert!(params.frames >= 3);
+        let (a, mut b) = keys(30_000, 0.01, 4);
+        // Ruin frame 1 (25% errors): it cannot decode even with every punctured bit revealed.
+        let bad = params.frame_range(1);
+        let mut rng = ChaCha8Rng::seed_from_u64(77);
+        for i in bad.clone() {
+            if rng.gen_bool(0.25) {
+                b.flip(i);
+            }
+        }
+        let (a_out, b_out) = run_protocol(&a, &b, &params, 8).unwrap();
+        assert_eq!(b_out.discarded, vec![bad.clone()]);
+        assert_eq!(a_out.discarded, vec![bad.clone()]);
+        assert_eq!(b_out.stats.failed_frames, 1);
+        assert_eq!(b_out.stats.discarded_bits, bad.len() as u64);
+        assert_eq!(b_out.stats.round_trips, u64::from(params.max_reveal_rounds));
+        assert_eq!(a_out.key.len(), 30_000 - bad.len());
+        assert_eq!(a_out.key, b_out.key);
+        // The kept key is Alice's key without frame 1.
+        let mut expect = a.slice(0, bad.start);
+        expect.extend_from(&a.slice(bad.end, a.len()));
+        assert_eq!(a_out.key, expect);
+    }
+
+    #[test]
+    fn messages_survive_json() {
+        let (a, b) = keys(20_000, 0.04, 6);
+        let params = choose_params(0.03, 20_000, 1.1).unwrap();
+        fn rt<T: Serialize + serde::de::DeserializeOwned>(v: &T) -> T {
+            serde_json::from_str(&serde_json::to_string(v).unwrap()).unwrap()
+        }
+        let (mut alice, msg) = LdpcAlice::new(&a, &params, 11).unwrap();
+        let msg = rt(&msg);
+        let mut bob = LdpcBob::new(&b, &params, 11).unwrap();
+        let mut step = bob.receive_syndrome(&msg).unwrap();
+        let (b_out, done) = loop {
+            match step {
+                BobStep::NeedMore(req) => {
+                    let rev = rt(&alice.reveal(&rt(&req)).unwrap());
+                    step = bob.receive_reveal(&rev).unwrap();
+                }
+                BobStep::Done(o, d) => break (o, rt(&d)),
+            }
+        };
+        let a_out = alice.finish(&done).unwrap();
+        assert_eq!(a_out.key, b_out.key);
+        assert_eq!(b_out.stats.failed_frames, 0);
+    }
+
+    /// Efficiency / FER / rounds / throughput sweep (slow; run in release):
+    /// `cargo test --release -p qkd-host --lib distill::ldpc::tests::efficiency_sweep -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn efficiency_sweep() {
+        for &q in &[0.01, 0.02, 0.03, 0.05] {
+            let r = simulate(1_000_000, q, 4, 42);
+            println!(
+                "QBER {:.2}: f = {:.4}  FER = {:.4}  first-attempt FER = {:.3}  rounds mean {:.2} max {}  residual {}  decode {:.1} Mbit/s  (n={}, m={})",
+                q,
+                r.efficiency,
+                r.frame_error_rate,
+                r.first_attempt_fer,
+                r.mean_round_trips,
+                r.max_round_trips,
+                r.residual_errors,
+                r.decode_bits_per_second / 1e6,
+                r.frame_len,
+                r.checks
+            );
+            assert_eq!(r.residual_errors, 0);
+        }
+    }
+}
