@@ -28,32 +28,32 @@ pub struct ChannelFrontEnd {
     pub fire: Signal<Out, Bit>,
     sync: BitSynchronizer,
     prev: DFF<Bit>,
-    dead: DFF<Bits<DEAD_TIME_BITS>>,
-    // Registered "dead != 0", so the fire decision needs no 16-bit compare.
-    busy: DFF<Bit>,
-    dead_time_reg: DFF<Bits<DEAD_TIME_BITS>>,
-    dead_time_zero: DFF<Bit>,
+    // Dead-time counter with a sign bit: loaded with `dead_time - 1` on a fire, counted down
+    // while non-negative; the channel is busy while the sign bit is clear. No comparator sits
+    // in the fire path, only the counter's carry chain.
+    dead: DFF<Bits<17>>,
+    dead_time_m1: DFF<Bits<17>>,
     edge_seen: Signal<Local, Bit>,
+    busy: Signal<Local, Bit>,
 }
 
 impl Logic for ChannelFrontEnd {
     #[hdl_gen]
     fn update(&mut self) {
-        dff_setup!(self, clock, prev, dead, busy, dead_time_reg, dead_time_zero);
+        dff_setup!(self, clock, prev, dead, dead_time_m1);
         clock!(self, clock, sync);
         self.sync.sig_in.next = self.pin.val();
         self.prev.d.next = self.sync.sig_out.val();
         self.edge_seen.next = (self.sync.sig_out.val() & !self.prev.q.val() & !self.falling.val())
             | (!self.sync.sig_out.val() & self.prev.q.val() & self.falling.val());
-        self.dead_time_reg.d.next = self.dead_time.val();
-        self.dead_time_zero.d.next = self.dead_time.val() == 0;
+        self.dead_time_m1.d.next = bit_cast::<17, DEAD_TIME_BITS>(self.dead_time.val()) - 1;
+        // Bit 16 is the sign bit (DEAD_TIME_BITS == 16, checked below).
+        self.busy.next = !self.dead.q.val().get_bit(16);
         self.fire.next = false;
-        if self.edge_seen.val() & self.enable.val() & !self.busy.q.val() {
+        if self.edge_seen.val() & self.enable.val() & !self.busy.val() {
             self.fire.next = true;
-            self.dead.d.next = self.dead_time_reg.q.val();
-            self.busy.d.next = !self.dead_time_zero.q.val();
-        } else if self.busy.q.val() {
-            self.busy.d.next = self.dead.q.val() != 1;
+            self.dead.d.next = self.dead_time_m1.q.val();
+        } else if self.busy.val() {
             self.dead.d.next = self.dead.q.val() - 1;
         }
     }
@@ -98,7 +98,7 @@ mod tests {
             }
             // The model tags fire at tick f with time f; compare against its records.
             let mut recs = Vec::new();
-            for &p in pins.iter().chain([0u8; 8].iter()) {
+            for &p in pins.iter().chain([0u8; 64].iter()) {
                 recs.extend(model.step(p, true).popped);
             }
             let mut tags = Vec::new();
@@ -109,3 +109,5 @@ mod tests {
         }
     }
 }
+
+const _: () = assert!(DEAD_TIME_BITS == 16, "the dead-time counter's sign bit is bit 16");

@@ -10,6 +10,7 @@
 use rust_hdl::prelude::*;
 
 use crate::channel::{ChannelFrontEnd, DEAD_TIME_BITS};
+use crate::entry_fifo::EntryFifo;
 use crate::tagfmt::{
     EPOCH_BITS, KIND_EPOCH, KIND_EVENT, KIND_LOST, KIND_SHIFT, LOST_BITS, LOST_SATURATED, MASK_SHIFT,
     MAX_CHANNELS, RECORD_BITS, TIME_LOW_BITS,
@@ -24,7 +25,7 @@ pub const OCCUPANCY_BITS: usize = FIFO_ADDR_BITS + 1;
 pub const ENTRY_BITS: usize = 64;
 
 /// The event FIFO: [`EVENT_FIFO_DEPTH`] entries of [`ENTRY_BITS`] bits in block RAM.
-pub type EventFifo = SynchronousFIFO<Bits<ENTRY_BITS>, FIFO_ADDR_BITS, OCCUPANCY_BITS, 1>;
+pub type EventFifo = EntryFifo<Bits<ENTRY_BITS>, FIFO_ADDR_BITS>;
 
 /// An `N`-channel time tagger (1 ≤ N ≤ 8).
 ///
@@ -82,7 +83,7 @@ pub struct TimeTagger<const N: usize> {
     wq_data: DFF<Bits<ENTRY_BITS>>,
     // Record formatter.
     ent: DFF<Bits<ENTRY_BITS>>,
-    phase: DFF<Bits<2>>,
+    phase: DFF<Bits<3>>,
     epoch_eq: DFF<Bit>,
     out: DFF<Bits<RECORD_BITS>>,
     out_valid: DFF<Bit>,
@@ -177,7 +178,7 @@ impl<const N: usize> Default for TimeTagger<N> {
             low_max: konst((1u64 << TIME_LOW_BITS) - 2),
             lost_max: konst(LOST_SATURATED as u64),
             lost_half: konst(1u64 << (LOST_BITS - 1)),
-            room_limit: konst((EVENT_FIFO_DEPTH - 3) as u64),
+            room_limit: konst((EVENT_FIFO_DEPTH - 4) as u64),
             mask_shift: konst(MASK_SHIFT as u64),
         }
     }
@@ -269,12 +270,12 @@ impl<const N: usize> Logic for TimeTagger<N> {
         self.fifo.write.next = self.wq_valid.q.val();
         self.fifo.data_in.next = self.wq_data.q.val();
         // Occupancy and the registered room flag.
-        self.fifo_rd.next = (self.phase.q.val() == 0) & !self.fifo.empty.val();
+        self.fifo_rd.next = (self.phase.q.val() == 0) & self.fifo.nonempty.val();
         self.room.d.next = self.occ.q.val() <= self.room_limit.val();
-        if self.wr.val() & !self.fifo_rd.val() {
+        if self.wq_valid.q.val() & !self.fifo_rd.val() {
             self.occ.d.next = self.occ.q.val() + 1;
         }
-        if !self.wr.val() & self.fifo_rd.val() {
+        if !self.wq_valid.q.val() & self.fifo_rd.val() {
             self.occ.d.next = self.occ.q.val() - 1;
         }
         self.occupancy.next = self.occ.q.val();
@@ -289,12 +290,14 @@ impl<const N: usize> Logic for TimeTagger<N> {
         self.epoch_eq.d.next = self.ent_epoch.val() == self.last_epoch.q.val();
         if self.phase.q.val() == 0 {
             if self.fifo_rd.val() {
-                self.ent.d.next = self.fifo.data_out.val();
                 self.phase.d.next = 1.into();
             }
         } else if self.phase.q.val() == 1 {
+            self.ent.d.next = self.fifo.data_out.val();
             self.phase.d.next = 2.into();
         } else if self.phase.q.val() == 2 {
+            self.phase.d.next = 3.into();
+        } else if self.phase.q.val() == 3 {
             if !self.out_valid.q.val() {
                 if !self.epoch_valid.q.val() | !self.epoch_eq.q.val() {
                     self.out.d.next = self.kind_epoch.val() | bit_cast::<RECORD_BITS, EPOCH_BITS>(self.ent_epoch.val());
@@ -302,7 +305,7 @@ impl<const N: usize> Logic for TimeTagger<N> {
                     self.last_epoch.d.next = self.ent_epoch.val();
                     self.epoch_valid.d.next = true;
                 }
-                self.phase.d.next = 3.into();
+                self.phase.d.next = 4.into();
             }
         } else if !self.out_valid.q.val() {
             if (self.ent.q.val() >> self.entry_kind_shift.val()) != (self.entry_tick.val() >> self.entry_kind_shift.val()) {

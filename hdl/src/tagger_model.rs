@@ -21,7 +21,7 @@
 //!
 //! **Entry writer** (stage 2 → event FIFO, at most one 64-bit entry per tick, all decisions from
 //! registers): entries carry their epoch and a payload that is already the final record. If
-//! the FIFO has room (a registered, conservative flag: usable depth [`EVENT_FIFO_DEPTH`] − 2;
+//! the FIFO has room (a registered, conservative flag: usable depth [`EVENT_FIFO_DEPTH`] − 4;
 //! the write into the FIFO is registered too):
 //! a pending lost count is written first as a LOST entry (an event in that same tick is then
 //! dropped and starts the next lost count); else an event is written as an EVENT entry; else
@@ -31,8 +31,8 @@
 //!
 //! **Record formatter** (event FIFO → read port): takes one entry, compares its epoch with the
 //! last one sent (a registered comparison), and presents an EPOCH record first when it differs, then the entry's record
-//! (nothing for a TICK). The read port holds one record: `empty` is low while it does, and
-//! `read` takes it.
+//! (nothing for a TICK); it takes five ticks per entry. The read port holds one record: `empty`
+//! is low while it does, and `read` takes it.
 
 use crate::tagfmt::{Record, EPOCH_BITS, LOST_BITS, LOST_SATURATED, MAX_CHANNELS, TIME_LOW_BITS};
 
@@ -143,46 +143,39 @@ impl EpochTracker {
     }
 }
 
-/// Register-level model of the rust-hdl `SynchronousFIFO`: a write becomes readable two
-/// ticks later; `data_out` shows `mem[r]` while not empty.
+/// Register-level model of [`crate::entry_fifo::EntryFifo`].
 #[derive(Clone, Debug)]
 struct FifoModel {
     mem: Vec<u64>,
     w: u32,
-    wd: u32,
     r: u32,
+    nonempty: bool,
+    data_out: u64,
 }
 
 impl FifoModel {
     fn new(depth: usize) -> Self {
-        Self { mem: vec![0; depth], w: 0, wd: 0, r: 0 }
+        Self { mem: vec![0; depth], w: 0, r: 0, nonempty: false, data_out: 0 }
     }
 
-    fn empty(&self) -> bool {
-        self.r == self.wd
-    }
-
-    fn head(&self) -> u64 {
-        self.mem[self.r as usize % self.mem.len()]
-    }
-
-    /// Clocks the FIFO registers with this tick's write and read.
+    /// Clocks the FIFO registers with this tick's write and read strobes.
     fn clock(&mut self, write: Option<u64>, read: bool) {
-        self.wd = self.w;
+        let n = self.mem.len();
+        self.data_out = self.mem[self.r as usize % n];
+        self.nonempty = self.w != self.r;
         if let Some(x) = write {
-            let n = self.mem.len();
             self.mem[self.w as usize % n] = x;
-            self.w = self.w.wrapping_add(1);
+            self.w = (self.w + 1) % n as u32;
         }
         if read {
-            self.r = self.r.wrapping_add(1);
+            self.r = (self.r + 1) % n as u32;
         }
     }
 }
 
 /// Register-level model of the record formatter (event FIFO → read port). `phase` 0 waits
-/// for an entry, 1 lets the registered epoch comparison settle, 2 sends an EPOCH record if the
-/// epoch is new, 3 sends the entry's record.
+/// for an entry and reads it, 1 latches it, 2 lets the registered epoch comparison settle,
+/// 3 sends an EPOCH record if the epoch is new, 4 sends the entry's record.
 #[derive(Clone, Debug, Default)]
 struct Formatter {
     ent: u64,
@@ -195,11 +188,11 @@ struct Formatter {
 }
 
 impl Formatter {
-    /// One tick: `fifo_empty`/`fifo_head` from the event FIFO, `read` from the host side.
+    /// One tick: `fifo_nonempty`/`fifo_data` from the event FIFO, `read` from the host side.
     /// Returns (event FIFO read strobe, record popped on the read port).
-    fn step(&mut self, fifo_empty: bool, fifo_head: u64, read: bool) -> (bool, Option<u32>) {
+    fn step(&mut self, fifo_nonempty: bool, fifo_data: u64, read: bool) -> (bool, Option<u32>) {
         let popped = (read && self.out_valid).then_some(self.out);
-        let fifo_rd = self.phase == 0 && !fifo_empty;
+        let fifo_rd = self.phase == 0 && fifo_nonempty;
         let epoch = ((self.ent >> 32) as u32) & EPOCH_MASK;
         let mut next = self.clone();
         next.epoch_eq = epoch == self.last_epoch;
@@ -207,21 +200,22 @@ impl Formatter {
             next.out_valid = false;
         }
         match self.phase {
-            0 if fifo_rd => {
-                next.ent = fifo_head;
-                next.phase = 1;
+            0 if fifo_rd => next.phase = 1,
+            1 => {
+                next.ent = fifo_data;
+                next.phase = 2;
             }
-            1 => next.phase = 2,
-            2 if !self.out_valid => {
+            2 => next.phase = 3,
+            3 if !self.out_valid => {
                 if !self.epoch_valid || !self.epoch_eq {
                     next.out = Record::Epoch(epoch).encode();
                     next.out_valid = true;
                     next.last_epoch = epoch;
                     next.epoch_valid = true;
                 }
-                next.phase = 3;
+                next.phase = 4;
             }
-            3 if !self.out_valid => {
+            4 if !self.out_valid => {
                 if self.ent >> 62 != ENTRY_TICK {
                     next.out = self.ent as u32;
                     next.out_valid = true;
@@ -333,13 +327,15 @@ impl TaggerModel {
     pub fn step(&mut self, pins: u8, read: bool) -> ReadPort {
         let chmask = if self.channels == 8 { 0xff } else { (1u8 << self.channels) - 1 };
         let empty = !self.fmt.out_valid;
-        let (fifo_rd, popped) = self.fmt.step(self.fifo.empty(), self.fifo.head(), read);
+        let (fifo_rd, popped) = self.fmt.step(self.fifo.nonempty, self.fifo.data_out, read);
         let write = self.writer.step(self.w);
-        self.fifo.clock(self.wq, fifo_rd);
+        let fifo_write = self.wq;
+        self.fifo.clock(fifo_write, fifo_rd);
         self.wq = write;
-        // Stage 2 and the registered room flag.
-        let room = self.occ <= EVENT_FIFO_DEPTH as u32 - 3;
-        self.occ = self.occ + write.is_some() as u32 - fifo_rd as u32;
+        // Stage 2 and the registered room flag (the occupancy counts the FIFO's own writes,
+        // so the room check allows for the decision in flight: usable depth DEPTH - 4).
+        let room = self.occ <= EVENT_FIFO_DEPTH as u32 - 4;
+        self.occ = self.occ + fifo_write.is_some() as u32 - fifo_rd as u32;
         self.w = WriterInput {
             hit: self.hit1,
             ts_low: self.ts1_low,

@@ -273,6 +273,22 @@ pub fn mac_tag(key: &OneTimeKey, parts: &[&[u8]]) -> (u64, f64) {
     (reduce(t + key.r), eps)
 }
 
+/// Bits from bytes, bit `i` being bit `i % 8` of byte `i / 8` (LSB first; the key-file
+/// layout of [`super::station::files`]).
+pub fn bits_from_bytes(bytes: &[u8]) -> SecretBits {
+    let words: Vec<u64> = bytes
+        .chunks(8)
+        .map(|c| {
+            let mut b = [0u8; 8];
+            b[..c.len()].copy_from_slice(c);
+            let w = u64::from_le_bytes(b);
+            b.zeroize();
+            w
+        })
+        .collect();
+    SecretBits::from_words(words, bytes.len() * 8)
+}
+
 /// A pool of secret bits for one-time MAC keys (see the module docs). Zeroized on drop.
 #[derive(Debug, Default)]
 pub struct KeyPool {
@@ -288,17 +304,7 @@ impl KeyPool {
 
     /// From bytes, bit `i` being bit `i % 8` of byte `i / 8` (the key-file layout).
     pub fn from_bytes(bytes: &[u8]) -> Self {
-        let words: Vec<u64> = bytes
-            .chunks(8)
-            .map(|c| {
-                let mut b = [0u8; 8];
-                b[..c.len()].copy_from_slice(c);
-                let w = u64::from_le_bytes(b);
-                b.zeroize();
-                w
-            })
-            .collect();
-        Self::from_bits(SecretBits::from_words(words, bytes.len() * 8))
+        Self::from_bits(bits_from_bytes(bytes))
     }
 
     /// Pool size (bits).

@@ -252,3 +252,46 @@ impl Lanes<'_> {
         words
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distill::ldpc::code;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// Diagnostic: FER of the mother code (no puncturing) vs efficiency; run with
+    /// `cargo test --release -p qkd-host --lib distill::ldpc::decoder::tests::diag -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn diag() {
+        let n = 16384;
+        let frames = 32;
+        for &q in &[0.01f64, 0.03, 0.05] {
+            let h = -q * q.log2() - (1.0 - q) * (1.0 - q).log2();
+            for &f in &[1.05f64, 1.1, 1.2, 1.4] {
+                let m = (f * h * n as f64) as usize;
+                let c = code::build(n, m, 1);
+                let mut rng = ChaCha8Rng::seed_from_u64(3);
+                let jobs: Vec<Job> = (0..frames)
+                    .map(|_| {
+                        let x: Vec<u64> = (0..n.div_ceil(64)).map(|_| rng.gen()).collect();
+                        let syndrome = c.syndrome(&x);
+                        let llr = (0..n)
+                            .map(|v| {
+                                let b = ((x[v / 64] >> (v % 64)) & 1 == 1) ^ rng.gen_bool(q);
+                                if b { -LLR_KEY } else { LLR_KEY }
+                            })
+                            .collect();
+                        Job { llr, syndrome }
+                    })
+                    .collect();
+                let t = std::time::Instant::now();
+                let out = decode_all(&c, &jobs, 60);
+                let el = t.elapsed().as_secs_f64();
+                let fails = out.iter().filter(|o| o.is_none()).count();
+                println!("q={q} f={f} m={m} edges={} maxdeg={} untainted={} FER={}/{} {:.1} Mbit/s", c.edges(), c.max_row_degree, c.untainted.len(), fails, frames, (frames * n) as f64 / el / 1e6);
+            }
+        }
+    }
+}
