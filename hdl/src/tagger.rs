@@ -83,8 +83,11 @@ pub struct TimeTagger<const N: usize> {
     wq_data: DFF<Bits<ENTRY_BITS>>,
     // Record formatter.
     ent: DFF<Bits<ENTRY_BITS>>,
-    phase: DFF<Bits<3>>,
-    epoch_eq: DFF<Bit>,
+    // One-hot formatter phase (bit k = phase k).
+    phase: DFF<Bits<5>>,
+    // Registered epoch comparison, split in halves to keep each compare shallow.
+    epoch_eq_lo: DFF<Bit>,
+    epoch_eq_hi: DFF<Bit>,
     out: DFF<Bits<RECORD_BITS>>,
     out_valid: DFF<Bit>,
     last_epoch: DFF<Bits<EPOCH_BITS>>,
@@ -156,7 +159,8 @@ impl<const N: usize> Default for TimeTagger<N> {
             wq_data: Default::default(),
             ent: Default::default(),
             phase: Default::default(),
-            epoch_eq: Default::default(),
+            epoch_eq_lo: Default::default(),
+            epoch_eq_hi: Default::default(),
             out: Default::default(),
             out_valid: Default::default(),
             last_epoch: Default::default(),
@@ -190,7 +194,7 @@ impl<const N: usize> Logic for TimeTagger<N> {
         dff_setup!(
             self, clock, now_low, now_epoch, wrap, wrap1, wrap2, hit1, ts1_low, ts1_epoch, hit2,
             hit2_n, hit2_any, ts2_low, ts2_epoch, boundary, room, lost, lost_nz, started, occ,
-            wq_valid, wq_data, ent, phase, epoch_eq, out, out_valid, last_epoch, epoch_valid
+            wq_valid, wq_data, ent, phase, epoch_eq_lo, epoch_eq_hi, out, out_valid, last_epoch, epoch_valid
         );
         self.fifo.clock.next = self.clock.val();
         // Channel front ends → stage 1.
@@ -270,7 +274,7 @@ impl<const N: usize> Logic for TimeTagger<N> {
         self.fifo.write.next = self.wq_valid.q.val();
         self.fifo.data_in.next = self.wq_data.q.val();
         // Occupancy and the registered room flag.
-        self.fifo_rd.next = (self.phase.q.val() == 0) & self.fifo.nonempty.val();
+        self.fifo_rd.next = !self.phase.q.val().any() & self.fifo.nonempty.val();
         self.room.d.next = self.occ.q.val() <= self.room_limit.val();
         if self.wq_valid.q.val() & !self.fifo_rd.val() {
             self.occ.d.next = self.occ.q.val() + 1;
@@ -287,27 +291,33 @@ impl<const N: usize> Logic for TimeTagger<N> {
             self.out_valid.d.next = false;
         }
         self.ent_epoch.next = bit_cast::<EPOCH_BITS, ENTRY_BITS>(self.ent.q.val() >> self.entry_epoch_shift.val());
-        self.epoch_eq.d.next = self.ent_epoch.val() == self.last_epoch.q.val();
-        if self.phase.q.val() == 0 {
+        self.epoch_eq_lo.d.next =
+            self.ent_epoch.val().get_bits::<15>(0) == self.last_epoch.q.val().get_bits::<15>(0);
+        self.epoch_eq_hi.d.next =
+            self.ent_epoch.val().get_bits::<15>(15) == self.last_epoch.q.val().get_bits::<15>(15);
+        // Phase 0 is "no other phase bit set" (power-on is all zero).
+        if !self.phase.q.val().any() {
             if self.fifo_rd.val() {
-                self.phase.d.next = 1.into();
+                self.phase.d.next = 2.into();
             }
-        } else if self.phase.q.val() == 1 {
+        }
+        if self.phase.q.val().get_bit(1) {
             self.ent.d.next = self.fifo.data_out.val();
-            self.phase.d.next = 2.into();
-        } else if self.phase.q.val() == 2 {
-            self.phase.d.next = 3.into();
-        } else if self.phase.q.val() == 3 {
-            if !self.out_valid.q.val() {
-                if !self.epoch_valid.q.val() | !self.epoch_eq.q.val() {
-                    self.out.d.next = self.kind_epoch.val() | bit_cast::<RECORD_BITS, EPOCH_BITS>(self.ent_epoch.val());
-                    self.out_valid.d.next = true;
-                    self.last_epoch.d.next = self.ent_epoch.val();
-                    self.epoch_valid.d.next = true;
-                }
-                self.phase.d.next = 4.into();
+            self.phase.d.next = 4.into();
+        }
+        if self.phase.q.val().get_bit(2) {
+            self.phase.d.next = 8.into();
+        }
+        if self.phase.q.val().get_bit(3) & !self.out_valid.q.val() {
+            if !self.epoch_valid.q.val() | !(self.epoch_eq_lo.q.val() & self.epoch_eq_hi.q.val()) {
+                self.out.d.next = self.kind_epoch.val() | bit_cast::<RECORD_BITS, EPOCH_BITS>(self.ent_epoch.val());
+                self.out_valid.d.next = true;
+                self.last_epoch.d.next = self.ent_epoch.val();
+                self.epoch_valid.d.next = true;
             }
-        } else if !self.out_valid.q.val() {
+            self.phase.d.next = 16.into();
+        }
+        if self.phase.q.val().get_bit(4) & !self.out_valid.q.val() {
             if (self.ent.q.val() >> self.entry_kind_shift.val()) != (self.entry_tick.val() >> self.entry_kind_shift.val()) {
                 self.out.d.next = bit_cast::<RECORD_BITS, ENTRY_BITS>(self.ent.q.val());
                 self.out_valid.d.next = true;

@@ -14,7 +14,7 @@
 //! * `edge = falling ? (!s2 & s3) : (s2 & !s3)`;
 //! * `fire = edge & enable & !busy`; on `fire` the dead-time counter loads `dead_time` and the
 //!   channel is busy for that many ticks. Edges while busy are ignored (not lost: the channel
-//!   is dead, as a detector is). The dead-time setting passes one register first;
+//!   is dead, as a detector is). Every setting passes one register first;
 //! * the fire mask is registered with the time of its tick (stage 1) and again with its
 //!   popcount and an epoch-boundary flag (stage 2). A pin edge sampled at tick `t` is tagged
 //!   with time `t + 2` ticks ([`PIN_TO_TAG_LATENCY`]).
@@ -240,6 +240,9 @@ struct ChannelState {
     dead: u16,
     /// Registered "the channel is dead" (`dead != 0`).
     dead_busy: bool,
+    /// Registered enable and falling-edge settings.
+    enable: bool,
+    falling: bool,
 }
 
 /// Cycle-accurate model of the time tagger with `channels` inputs.
@@ -306,8 +309,8 @@ impl TaggerModel {
         }
     }
 
-    /// Changes the configuration. The pins see it at once; the dead-time settings pass a
-    /// register first, as in the gateware.
+    /// Changes the configuration. Every setting passes a register first, as in the gateware,
+    /// so it applies to edges from the next tick on.
     pub fn set_config(&mut self, cfg: TaggerConfig) {
         self.cfg = cfg;
     }
@@ -346,11 +349,11 @@ impl TaggerModel {
         // Channel front ends (stage 1).
         let rise = self.s2 & !self.s3;
         let fall = !self.s2 & self.s3;
-        let edge = ((rise & !self.cfg.falling) | (fall & self.cfg.falling)) & self.cfg.enable & chmask;
         let mut fire = 0u8;
         for c in 0..self.channels {
             let ch = &mut self.ch[c];
-            if edge & (1 << c) != 0 && !ch.dead_busy {
+            let edge = if ch.falling { fall } else { rise } & (1 << c) != 0;
+            if edge && ch.enable && !ch.dead_busy {
                 fire |= 1 << c;
                 ch.dead = ch.dead_time;
                 ch.dead_busy = !ch.dead_time_zero;
@@ -360,6 +363,8 @@ impl TaggerModel {
             }
             ch.dead_time = self.cfg.dead_time[c];
             ch.dead_time_zero = self.cfg.dead_time[c] == 0;
+            ch.enable = self.cfg.enable & (1 << c) != 0;
+            ch.falling = self.cfg.falling & (1 << c) != 0;
         }
         self.hit1 = fire;
         self.ts1_low = self.now_low;

@@ -186,6 +186,10 @@ pub struct BoardTop {
     tagger: TimeTagger<TAGGER_CHANNELS>,
     uart: UartRecordStreamer,
     lock_sync: BitSynchronizer,
+    // LED drivers: own registers, so the pads' long nets stay off the logic paths.
+    led_r: DFF<Bits<2>>,
+    enable_r: DFF<Bit>,
+    leds: Signal<Local, Bits<2>>,
     divisor: Constant<Bits<16>>,
     dead_time: Constant<Bits<16>>,
 }
@@ -203,6 +207,9 @@ impl BoardTop {
             tagger: Default::default(),
             uart: Default::default(),
             lock_sync: Default::default(),
+            led_r: Default::default(),
+            enable_r: Default::default(),
+            leds: Default::default(),
             divisor: Constant::new((board.baud_divisor() as u64).to_bits()),
             // 8 ticks of dead time by default (53 ns at 150 MHz): longer than the
             // synchronizer's resolution, shorter than any detector's own dead time.
@@ -221,8 +228,11 @@ impl Logic for BoardTop {
         self.lock_sync.sig_in.next = self.pll.locked.val();
         // All channels enabled once the PLL is locked; rising edges.
         self.tagger.pins.next = bit_cast::<5, 4>(self.det.val()).replace_bit(4, self.sync_in.val());
+        self.led_r.clock.next = self.pll.clock_out.val();
+        self.enable_r.clock.next = self.pll.clock_out.val();
+        self.enable_r.d.next = self.lock_sync.sig_out.val();
         self.tagger.enable.next = 0.into();
-        if self.lock_sync.sig_out.val() {
+        if self.enable_r.q.val() {
             self.tagger.enable.next = 0x1f.into();
         }
         self.tagger.falling.next = 0.into();
@@ -234,9 +244,11 @@ impl Logic for BoardTop {
         self.uart.empty.next = self.tagger.empty.val();
         self.tagger.read.next = self.uart.read.val();
         self.uart_tx.next = self.uart.tx.val();
-        self.led.next = 0.into();
-        self.led.next = self.led.val().replace_bit(0, self.lock_sync.sig_out.val());
-        self.led.next = self.led.val().replace_bit(1, !self.tagger.empty.val());
+        self.leds.next = 0.into();
+        self.leds.next = self.leds.val().replace_bit(0, self.lock_sync.sig_out.val());
+        self.leds.next = self.leds.val().replace_bit(1, !self.tagger.empty.val());
+        self.led_r.d.next = self.leds.val();
+        self.led.next = self.led_r.q.val();
     }
 }
 

@@ -37,6 +37,9 @@ pub struct UartRecordStreamer {
     shift: DFF<Bits<9>>,
     bits_left: DFF<Bits<4>>,
     read_r: DFF<Bit>,
+    // Registered "a record is ready" (one tick stale; harmless, as a fetch is followed by
+    // at least 40 bit periods of sending).
+    avail: DFF<Bit>,
     // Inverted so that the power-on value 0 is the idle level 1.
     tx_n: DFF<Bit>,
 }
@@ -44,7 +47,8 @@ pub struct UartRecordStreamer {
 impl Logic for UartRecordStreamer {
     #[hdl_gen]
     fn update(&mut self) {
-        dff_setup!(self, clock, divider, bit_tick, word, bytes_left, shift, bits_left, read_r, tx_n);
+        dff_setup!(self, clock, divider, bit_tick, word, bytes_left, shift, bits_left, read_r, avail, tx_n);
+        self.avail.d.next = !self.empty.val();
         // Free-running bit-period divider.
         if self.divider.q.val() == 0 {
             self.divider.d.next = self.divisor.val() - 1;
@@ -69,7 +73,7 @@ impl Logic for UartRecordStreamer {
                 self.bytes_left.d.next = self.bytes_left.q.val() - 1;
             } else {
                 self.tx_n.d.next = false;
-                if !self.empty.val() & !self.read_r.q.val() {
+                if self.avail.q.val() & !self.read_r.q.val() {
                     self.word.d.next = self.data.val();
                     self.read_r.d.next = true;
                     self.bytes_left.d.next = 4.into();

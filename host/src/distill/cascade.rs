@@ -376,8 +376,18 @@ struct Bob<'k> {
     passes: Vec<BobPass>,
     /// Odd frontier nodes of started passes.
     work: BTreeSet<Node>,
+    /// Key bits whose Alice value is known (a single-bit sub-block became known in some pass).
+    bit_known: BitVec<u64, Lsb0>,
+    /// Alice's value of the bits in `bit_known` (zeroized on drop).
+    bit_alice: BitVec<u64, Lsb0>,
     started: usize,
     stats: CascadeStats,
+}
+
+impl Drop for Bob<'_> {
+    fn drop(&mut self) {
+        self.bit_alice.as_raw_mut_slice().zeroize();
+    }
 }
 
 impl<'k> Bob<'k> {
@@ -474,20 +484,62 @@ impl<'k> Bob<'k> {
         self.started += 1;
     }
 
+    /// Marks sub-block `(level, idx)` of `pass` known with error parity `odd`. For a single bit
+    /// this reveals Alice's value of that key bit, which is remembered for all passes.
+    fn set_known(&mut self, pass: u32, level: u8, idx: usize, odd: bool) {
+        let p = &mut self.passes[pass as usize];
+        p.known[level as usize].set(idx, true);
+        p.odd[level as usize].set(idx, odd);
+        if level == 0 {
+            let x = p.perm[idx] as usize;
+            let alice = p.bits.get(idx) ^ odd;
+            self.bit_known.set(x, true);
+            self.bit_alice.set(x, alice);
+        }
+    }
+
+    /// Records the error parity of the left half of the odd frontier node `v` (the right half's
+    /// follows) and moves the search to the odd half.
+    fn learn(&mut self, v: Node, left_odd: bool) {
+        let (level, i) = (v.level - 1, 2 * v.idx as usize);
+        self.set_known(v.pass, level, i, left_odd);
+        self.set_known(v.pass, level, i + 1, !left_odd);
+        self.work.remove(&v);
+        let child = if left_odd { i } else { i + 1 };
+        self.work.insert(Node { pass: v.pass, level, idx: child as u32 });
+    }
+
+    /// Error parity of the left half of `v` if it follows without a query: when `v` holds two
+    /// bits and Alice's value of one of them is already known (from a search in another pass).
+    fn inferred_left(&self, v: &Node) -> Option<bool> {
+        if v.level != 1 {
+            return None;
+        }
+        let p = &self.passes[v.pass as usize];
+        let i = 2 * v.idx as usize;
+        if i + 1 >= self.n {
+            return None;
+        }
+        let bob_differs = |pos: usize| {
+            let x = p.perm[pos] as usize;
+            self.bit_known[x].then(|| self.bit_alice[x] ^ p.bits.get(pos))
+        };
+        bob_differs(i).or_else(|| bob_differs(i + 1).map(|right_odd| !right_odd))
+    }
+
     /// Applies the moves that need no query until none is left: a known odd single bit is
-    /// flipped; a node whose right half lies past the end of the key equals its left half.
+    /// flipped; a node whose right half lies past the end of the key equals its left half; a
+    /// two-bit node with one bit already known is resolved by inference.
     fn free_moves(&mut self) -> Result<(), CascadeError> {
         loop {
             let n = self.n;
             let free: Vec<Node> = self
                 .work
                 .iter()
-                .filter(|v| v.level == 0 || ((2 * v.idx as usize + 1) << (v.level - 1)) >= n)
+                .filter(|v| v.level <= 1 || ((2 * v.idx as usize + 1) << (v.level - 1)) >= n)
                 .copied()
                 .collect();
-            if free.is_empty() {
-                return Ok(());
-            }
+            let mut moved = false;
             for v in free {
                 if !self.work.contains(&v) {
                     continue;
@@ -495,14 +547,19 @@ impl<'k> Bob<'k> {
                 if v.level == 0 {
                     let x = self.passes[v.pass as usize].perm[v.idx as usize] as usize;
                     self.flip(x)?;
-                } else {
-                    let p = &mut self.passes[v.pass as usize];
-                    let (l, i) = (v.level as usize - 1, 2 * v.idx as usize);
-                    p.known[l].set(i, true);
-                    p.odd[l].set(i, true);
+                    moved = true;
+                } else if ((2 * v.idx as usize + 1) << (v.level - 1)) >= n {
+                    self.set_known(v.pass, v.level - 1, 2 * v.idx as usize, true);
                     self.work.remove(&v);
-                    self.work.insert(Node { pass: v.pass, level: v.level - 1, idx: i as u32 });
+                    self.work.insert(Node { pass: v.pass, level: v.level - 1, idx: 2 * v.idx });
+                    moved = true;
+                } else if let Some(left_odd) = self.inferred_left(&v) {
+                    self.learn(v, left_odd);
+                    moved = true;
                 }
+            }
+            if !moved {
+                return Ok(());
             }
         }
     }
@@ -530,16 +587,8 @@ impl<'k> Bob<'k> {
                 .collect();
             let answers = self.ask(oracle, &queries)?;
             for ((v, q), alice) in nodes.iter().zip(&queries).zip(answers) {
-                let p = &mut self.passes[v.pass as usize];
-                let (l, i) = (v.level as usize - 1, 2 * v.idx as usize);
-                let left_odd = alice ^ p.bits.parity(q.start as usize, q.end as usize);
-                p.known[l].set(i, true);
-                p.known[l].set(i + 1, true);
-                p.odd[l].set(i, left_odd);
-                p.odd[l].set(i + 1, !left_odd);
-                self.work.remove(v);
-                let child = if left_odd { i } else { i + 1 };
-                self.work.insert(Node { pass: v.pass, level: v.level - 1, idx: child as u32 });
+                let bob = self.passes[v.pass as usize].bits.parity(q.start as usize, q.end as usize);
+                self.learn(*v, alice ^ bob);
             }
         }
     }
@@ -561,7 +610,16 @@ pub fn reconcile_bob(
     let passes = (0..params.passes())
         .map(|j| BobPass::new(key, n, seed, j, params.top_level(j as usize) as u8))
         .collect();
-    let mut bob = Bob { n, key, passes, work: BTreeSet::new(), started: 0, stats: CascadeStats::default() };
+    let mut bob = Bob {
+        n,
+        key,
+        passes,
+        work: BTreeSet::new(),
+        bit_known: bitvec![u64, Lsb0; 0; n],
+        bit_alice: bitvec![u64, Lsb0; 0; n],
+        started: 0,
+        stats: CascadeStats::default(),
+    };
     bob.stats.passes = params.passes();
     bob.run(oracle)?;
     Ok(bob.stats)

@@ -69,7 +69,7 @@ use super::key::SecretBits;
 use super::ldpc::{self, BobStep, DoneMsg, LdpcAlice, LdpcBob, LdpcError, RevealMsg, RevealRequest, SyndromeMsg};
 use super::sifting::{
     self, AliceRecords, BasisReply, Detection, DetectionAnnouncement, Measurements, SiftError, SiftMode,
-    SquashCounts, Sifted, INTENSITY_CLASSES,
+    SquashCounts, INTENSITY_CLASSES,
 };
 use super::toeplitz::{self, ToeplitzError, ToeplitzSeed};
 use super::verify::{self, VerifyError, VerifyKey, VerifyParams, VerifyTag};

@@ -1,0 +1,151 @@
+//! End-to-end: Alice and Bob as two threads over TCP on 127.0.0.1.
+
+use std::net::{TcpListener, TcpStream};
+use std::thread;
+
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+use qkd_host::distill::auth::{AuthError, KeyPool, Role};
+use qkd_host::distill::estimation::{EstimationError, EstimationParams};
+use qkd_host::distill::sifting::SiftMode;
+use qkd_host::distill::station::synthetic::{self, EntangledModel, PrepareMeasureModel};
+use qkd_host::distill::station::{
+    run_station, LocalOptions, Method, Protocol, StationConfig, StationError, StationFailure, StationInput,
+    StationOutput,
+};
+
+type Outcome = Result<StationOutput, StationFailure>;
+
+fn psk(seed: u64) -> Vec<u8> {
+    let mut b = vec![0u8; 8192];
+    ChaCha20Rng::seed_from_u64(seed).fill_bytes(&mut b);
+    b
+}
+
+/// Runs both stations over a TCP connection on 127.0.0.1.
+fn run_pair(
+    cfg_a: StationConfig,
+    cfg_b: StationConfig,
+    input_a: StationInput,
+    input_b: StationInput,
+    psk_a: &[u8],
+    psk_b: &[u8],
+) -> (Outcome, Outcome) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let pa = KeyPool::from_bytes(psk_a);
+    let alice = thread::spawn(move || {
+        let (s, _) = listener.accept().unwrap();
+        run_station(Role::Alice, &cfg_a, &LocalOptions::default(), input_a, s, pa)
+    });
+    let s = TcpStream::connect(addr).unwrap();
+    let bob = run_station(Role::Bob, &cfg_b, &LocalOptions { squash_seed: Some(5) }, input_b, s, KeyPool::from_bytes(psk_b));
+    (alice.join().unwrap(), bob)
+}
+
+fn pm_inputs(model: &PrepareMeasureModel, seed: u64) -> (StationInput, StationInput) {
+    let (a, b) = synthetic::prepare_measure(model, &mut ChaCha20Rng::seed_from_u64(seed));
+    (StationInput::Prepared(a), StationInput::Detections(b))
+}
+
+fn check_success(a: Outcome, b: Outcome) -> (StationOutput, StationOutput) {
+    let a = a.unwrap_or_else(|e| panic!("alice failed: {e}"));
+    let b = b.unwrap_or_else(|e| panic!("bob failed: {e}"));
+    assert!(!a.key.is_empty());
+    assert_eq!(a.key, b.key, "keys differ");
+    assert_eq!(a.next_psk, b.next_psk, "next pre-shared keys differ");
+    assert_eq!(a.key.len() as u64, a.report.final_key_bits);
+    assert_eq!(a.report.pa_output_bits, b.report.pa_output_bits);
+    // The key is the PA output less the MAC key moved into the next pre-shared key (then cut
+    // to whole bytes).
+    let expect = a.report.pa_output_bits - a.report.mac_key_bits;
+    assert!(a.key.len() as u64 <= expect && a.key.len() as u64 + 8 > expect);
+    assert_eq!(a.report.mac_key_bits, b.report.mac_key_bits);
+    assert!(a.report.pa_output_bits <= a.report.finite_key_bits);
+    (a, b)
+}
+
+#[test]
+fn decoy_bb84_over_tcp_with_cascade() {
+    let (ia, ib) = pm_inputs(&PrepareMeasureModel::default(), 1);
+    let cfg = StationConfig::default();
+    let (a, b) = run_pair(cfg, cfg, ia, ib, &psk(1), &psk(1));
+    let (a, b) = check_success(a, b);
+    let r = &a.report;
+    assert_eq!(r.slots, 2_000_000);
+    assert!(r.sift.matched[0].iter().sum::<u64>() > 40_000, "{r:?}");
+    assert!(b.report.squash.double_same_basis + b.report.squash.cross_basis > 0);
+    let q = r.sample_estimate.unwrap();
+    assert!((q.rate - 0.02).abs() < 0.01, "QBER {q:?}");
+    assert!(r.efficiency > 1.0 && r.efficiency < 1.6, "f = {}", r.efficiency);
+    assert!(r.channel.round_trips > 5);
+    // The PSK for the next run: what was left plus the consumed bits refilled.
+    assert_eq!(a.next_psk.len() as u64, 8192 * 8 / 8 * 8);
+}
+
+#[test]
+fn decoy_bb84_over_tcp_with_ldpc() {
+    let (ia, ib) = pm_inputs(&PrepareMeasureModel { misalignment: 0.03, ..Default::default() }, 2);
+    let cfg = StationConfig { method: Method::Ldpc, ..Default::default() };
+    let (a, b) = run_pair(cfg, cfg, ia, ib, &psk(2), &psk(2));
+    let (a, _) = check_success(a, b);
+    assert!(a.report.efficiency > 1.0 && a.report.efficiency < 1.6, "f = {}", a.report.efficiency);
+    assert!(a.report.channel.round_trips < 10);
+}
+
+#[test]
+fn bbm92_symmetric_over_tcp() {
+    let model = EntangledModel { pairs: 600_000, ..Default::default() };
+    let (da, db) = synthetic::entangled(&model, &mut ChaCha20Rng::seed_from_u64(3));
+    let cfg = StationConfig {
+        protocol: Protocol::Bbm92 { window: 3, offset: model.offset_ticks as i64, bob_flip: [false, false] },
+        sift_mode: SiftMode::Symmetric,
+        estimation: EstimationParams { sample_fraction: 0.1, eps_pe: 1e-10, max_qber: 0.05 },
+        ..Default::default()
+    };
+    let (a, b) = run_pair(cfg, cfg, StationInput::Detections(da), StationInput::Detections(db), &psk(3), &psk(3));
+    let (a, b) = check_success(a, b);
+    assert!(a.report.sift.matched[1].iter().sum::<u64>() > 10_000, "both bases are key");
+    assert!(a.report.squash.single > 0 && b.report.squash.single > 0);
+}
+
+fn is_qber_abort(e: &StationError) -> bool {
+    matches!(e, StationError::Estimation(EstimationError::QberAboveThreshold { .. }))
+}
+
+#[test]
+fn high_qber_aborts_both_stations() {
+    let (ia, ib) = pm_inputs(&PrepareMeasureModel { misalignment: 0.15, slots: 500_000, ..Default::default() }, 4);
+    let cfg = StationConfig::default();
+    let (a, b) = run_pair(cfg, cfg, ia, ib, &psk(4), &psk(4));
+    let (ea, eb) = (a.unwrap_err(), b.unwrap_err());
+    assert!(is_qber_abort(&ea.error), "alice: {}", ea.error);
+    assert!(is_qber_abort(&eb.error), "bob: {}", eb.error);
+    let msg = eb.error.to_string();
+    assert!(msg.contains("QBER too high") && msg.contains("threshold 11.000%"), "{msg}");
+    // The failed run consumed MAC key, and the rest is handed back.
+    assert!(ea.mac_key_bits > 0 && ea.next_psk.len() < 8192 * 8);
+}
+
+#[test]
+fn mismatched_settings_abort_cleanly() {
+    let (ia, ib) = pm_inputs(&PrepareMeasureModel { slots: 100_000, ..Default::default() }, 5);
+    let cfg_b = StationConfig { method: Method::Ldpc, ..Default::default() };
+    let (a, b) = run_pair(StationConfig::default(), cfg_b, ia, ib, &psk(5), &psk(5));
+    let eb = b.unwrap_err().error;
+    assert!(matches!(eb, StationError::Config(_)), "bob: {eb}");
+    let ea = a.unwrap_err().error;
+    assert!(matches!(ea, StationError::PeerAborted(_)), "alice: {ea}");
+}
+
+#[test]
+fn different_psk_fails_authentication() {
+    let (ia, ib) = pm_inputs(&PrepareMeasureModel { slots: 100_000, ..Default::default() }, 6);
+    let cfg = StationConfig::default();
+    let (a, b) = run_pair(cfg, cfg, ia, ib, &psk(6), &psk(7));
+    let eb = b.unwrap_err().error;
+    assert!(matches!(eb, StationError::Auth(AuthError::BadTag { .. })), "bob: {eb}");
+    let ea = a.unwrap_err().error;
+    assert!(matches!(ea, StationError::Auth(_)), "alice: {ea}");
+}
