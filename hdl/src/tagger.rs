@@ -83,8 +83,9 @@ pub struct TimeTagger<const N: usize> {
     wq_data: DFF<Bits<ENTRY_BITS>>,
     // Record formatter.
     ent: DFF<Bits<ENTRY_BITS>>,
-    // One-hot formatter phase (bit k = phase k).
+    // One-hot formatter phase (bit k = phase k, 1..=4); `fmt_busy` is low in phase 0.
     phase: DFF<Bits<5>>,
+    fmt_busy: DFF<Bit>,
     // Registered epoch comparison, split in halves to keep each compare shallow.
     epoch_eq_lo: DFF<Bit>,
     epoch_eq_hi: DFF<Bit>,
@@ -159,6 +160,7 @@ impl<const N: usize> Default for TimeTagger<N> {
             wq_data: Default::default(),
             ent: Default::default(),
             phase: Default::default(),
+            fmt_busy: Default::default(),
             epoch_eq_lo: Default::default(),
             epoch_eq_hi: Default::default(),
             out: Default::default(),
@@ -194,7 +196,7 @@ impl<const N: usize> Logic for TimeTagger<N> {
         dff_setup!(
             self, clock, now_low, now_epoch, wrap, wrap1, wrap2, hit1, ts1_low, ts1_epoch, hit2,
             hit2_n, hit2_any, ts2_low, ts2_epoch, boundary, room, lost, lost_nz, started, occ,
-            wq_valid, wq_data, ent, phase, epoch_eq_lo, epoch_eq_hi, out, out_valid, last_epoch, epoch_valid
+            wq_valid, wq_data, ent, phase, fmt_busy, epoch_eq_lo, epoch_eq_hi, out, out_valid, last_epoch, epoch_valid
         );
         self.fifo.clock.next = self.clock.val();
         // Channel front ends → stage 1.
@@ -274,7 +276,7 @@ impl<const N: usize> Logic for TimeTagger<N> {
         self.fifo.write.next = self.wq_valid.q.val();
         self.fifo.data_in.next = self.wq_data.q.val();
         // Occupancy and the registered room flag.
-        self.fifo_rd.next = !self.phase.q.val().any() & self.fifo.nonempty.val();
+        self.fifo_rd.next = !self.fmt_busy.q.val() & self.fifo.nonempty.val();
         self.room.d.next = self.occ.q.val() <= self.room_limit.val();
         if self.wq_valid.q.val() & !self.fifo_rd.val() {
             self.occ.d.next = self.occ.q.val() + 1;
@@ -295,18 +297,21 @@ impl<const N: usize> Logic for TimeTagger<N> {
             self.ent_epoch.val().get_bits::<15>(0) == self.last_epoch.q.val().get_bits::<15>(0);
         self.epoch_eq_hi.d.next =
             self.ent_epoch.val().get_bits::<15>(15) == self.last_epoch.q.val().get_bits::<15>(15);
-        // Phase 0 is "no other phase bit set" (power-on is all zero).
-        if !self.phase.q.val().any() {
-            if self.fifo_rd.val() {
-                self.phase.d.next = 2.into();
-            }
+        // Phases advance as a shift register; 3 and 4 wait for the read port to be free.
+        if self.fifo_rd.val() {
+            self.phase.d.next = 2.into();
+            self.fmt_busy.d.next = true;
+        } else if self.phase.q.val().get_bit(1)
+            | self.phase.q.val().get_bit(2)
+            | ((self.phase.q.val().get_bit(3) | self.phase.q.val().get_bit(4)) & !self.out_valid.q.val())
+        {
+            self.phase.d.next = self.phase.q.val() << 1;
+        }
+        if self.phase.q.val().get_bit(4) & !self.out_valid.q.val() {
+            self.fmt_busy.d.next = false;
         }
         if self.phase.q.val().get_bit(1) {
             self.ent.d.next = self.fifo.data_out.val();
-            self.phase.d.next = 4.into();
-        }
-        if self.phase.q.val().get_bit(2) {
-            self.phase.d.next = 8.into();
         }
         if self.phase.q.val().get_bit(3) & !self.out_valid.q.val() {
             if !self.epoch_valid.q.val() | !(self.epoch_eq_lo.q.val() & self.epoch_eq_hi.q.val()) {
@@ -315,14 +320,12 @@ impl<const N: usize> Logic for TimeTagger<N> {
                 self.last_epoch.d.next = self.ent_epoch.val();
                 self.epoch_valid.d.next = true;
             }
-            self.phase.d.next = 16.into();
         }
         if self.phase.q.val().get_bit(4) & !self.out_valid.q.val() {
             if (self.ent.q.val() >> self.entry_kind_shift.val()) != (self.entry_tick.val() >> self.entry_kind_shift.val()) {
                 self.out.d.next = bit_cast::<RECORD_BITS, ENTRY_BITS>(self.ent.q.val());
                 self.out_valid.d.next = true;
             }
-            self.phase.d.next = 0.into();
         }
     }
 }

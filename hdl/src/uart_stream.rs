@@ -40,6 +40,10 @@ pub struct UartRecordStreamer {
     // Registered "a record is ready" (one tick stale; harmless, as a fetch is followed by
     // at least 40 bit periods of sending).
     avail: DFF<Bit>,
+    // Registered zero flags of the bit and byte counters (they change only on bit ticks,
+    // which are at least two ticks apart).
+    bits_zero: DFF<Bit>,
+    bytes_zero: DFF<Bit>,
     // Inverted so that the power-on value 0 is the idle level 1.
     tx_n: DFF<Bit>,
 }
@@ -47,7 +51,9 @@ pub struct UartRecordStreamer {
 impl Logic for UartRecordStreamer {
     #[hdl_gen]
     fn update(&mut self) {
-        dff_setup!(self, clock, divider, bit_tick, word, bytes_left, shift, bits_left, read_r, avail, tx_n);
+        dff_setup!(self, clock, divider, bit_tick, word, bytes_left, shift, bits_left, read_r, avail, bits_zero, bytes_zero, tx_n);
+        self.bits_zero.d.next = self.bits_left.q.val() == 0;
+        self.bytes_zero.d.next = self.bytes_left.q.val() == 0;
         self.avail.d.next = !self.empty.val();
         // Free-running bit-period divider.
         if self.divider.q.val() == 0 {
@@ -60,11 +66,11 @@ impl Logic for UartRecordStreamer {
         self.read.next = self.read_r.q.val();
         self.tx.next = !self.tx_n.q.val();
         if self.bit_tick.q.val() {
-            if self.bits_left.q.val() != 0 {
+            if !self.bits_zero.q.val() {
                 self.tx_n.d.next = !self.shift.q.val().get_bit(0);
                 self.shift.d.next = self.shift.q.val() >> 1;
                 self.bits_left.d.next = self.bits_left.q.val() - 1;
-            } else if self.bytes_left.q.val() != 0 {
+            } else if !self.bytes_zero.q.val() {
                 // Start bit now; then 8 data bits LSB first and the stop bit (1).
                 self.tx_n.d.next = true;
                 self.shift.d.next = bit_cast::<9, 8>(self.word.q.val().get_bits::<8>(0)) | 0x100;
