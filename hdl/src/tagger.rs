@@ -64,6 +64,15 @@ pub struct TimeTagger<const N: usize> {
     hit1: DFF<Bits<MAX_CHANNELS>>,
     ts1_low: DFF<Bits<TIME_LOW_BITS>>,
     ts1_epoch: DFF<Bits<EPOCH_BITS>>,
+    // Stage 1b: partial popcounts (4 channels each, one LUT level per bit).
+    hit1b: DFF<Bits<MAX_CHANNELS>>,
+    ts1b_low: DFF<Bits<TIME_LOW_BITS>>,
+    ts1b_epoch: DFF<Bits<EPOCH_BITS>>,
+    pop_lo: DFF<Bits<3>>,
+    pop_hi: DFF<Bits<3>>,
+    any_lo: DFF<Bit>,
+    any_hi: DFF<Bit>,
+    wrap3: DFF<Bit>,
     // Stage 2: what the entry writer sees.
     hit2: DFF<Bits<MAX_CHANNELS>>,
     hit2_n: DFF<Bits<4>>,
@@ -95,7 +104,8 @@ pub struct TimeTagger<const N: usize> {
     epoch_valid: DFF<Bit>,
     // Combinational helpers.
     fire: Signal<Local, Bits<MAX_CHANNELS>>,
-    fire_n: Signal<Local, Bits<4>>,
+    fire_lo: Signal<Local, Bits<3>>,
+    fire_hi: Signal<Local, Bits<3>>,
     wr: Signal<Local, Bit>,
     wdata: Signal<Local, Bits<ENTRY_BITS>>,
     fifo_rd: Signal<Local, Bit>,
@@ -144,6 +154,16 @@ impl<const N: usize> Default for TimeTagger<N> {
             hit1: Default::default(),
             ts1_low: Default::default(),
             ts1_epoch: Default::default(),
+            hit1b: Default::default(),
+            ts1b_low: Default::default(),
+            ts1b_epoch: Default::default(),
+            pop_lo: Default::default(),
+            pop_hi: Default::default(),
+            any_lo: Default::default(),
+            any_hi: Default::default(),
+            wrap3: Default::default(),
+            fire_lo: Default::default(),
+            fire_hi: Default::default(),
             hit2: Default::default(),
             hit2_n: Default::default(),
             hit2_any: Default::default(),
@@ -168,7 +188,6 @@ impl<const N: usize> Default for TimeTagger<N> {
             last_epoch: Default::default(),
             epoch_valid: Default::default(),
             fire: Default::default(),
-            fire_n: Default::default(),
             wr: Default::default(),
             wdata: Default::default(),
             fifo_rd: Default::default(),
@@ -194,7 +213,8 @@ impl<const N: usize> Logic for TimeTagger<N> {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self, clock, now_low, now_epoch, wrap, wrap1, wrap2, hit1, ts1_low, ts1_epoch, hit2,
+            self, clock, now_low, now_epoch, wrap, wrap1, wrap2, wrap3, hit1, ts1_low, ts1_epoch, hit1b,
+            ts1b_low, ts1b_epoch, pop_lo, pop_hi, any_lo, any_hi, hit2,
             hit2_n, hit2_any, ts2_low, ts2_epoch, boundary, room, lost, lost_nz, started, occ,
             wq_valid, wq_data, ent, phase, fmt_busy, epoch_eq_lo, epoch_eq_hi, out, out_valid, last_epoch, epoch_valid
         );
@@ -220,27 +240,42 @@ impl<const N: usize> Logic for TimeTagger<N> {
         if self.wrap.q.val() {
             self.now_epoch.d.next = self.now_epoch.q.val() + 1;
         }
-        // Stage 2: popcount, any, boundary.
-        self.fire_n.next = 0.into();
+        // Stage 1b: popcounts of channels 0-3 and 4-7.
+        self.fire_lo.next = 0.into();
+        self.fire_hi.next = 0.into();
         for i in 0..N {
             if self.hit1.q.val().get_bit(i) {
-                self.fire_n.next = self.fire_n.val() + 1;
+                if i < 4 {
+                    self.fire_lo.next = self.fire_lo.val() + 1;
+                } else {
+                    self.fire_hi.next = self.fire_hi.val() + 1;
+                }
             }
         }
-        self.hit2.d.next = self.hit1.q.val();
-        self.hit2_n.d.next = self.fire_n.val();
-        self.hit2_any.d.next = self.hit1.q.val().any();
-        self.ts2_low.d.next = self.ts1_low.q.val();
-        self.ts2_epoch.d.next = self.ts1_epoch.q.val();
-        self.boundary.d.next = self.wrap2.q.val();
-        // Entry writer: at most one entry per tick, chosen from registered flags.
+        self.hit1b.d.next = self.hit1.q.val();
+        self.ts1b_low.d.next = self.ts1_low.q.val();
+        self.ts1b_epoch.d.next = self.ts1_epoch.q.val();
+        self.pop_lo.d.next = self.fire_lo.val();
+        self.pop_hi.d.next = self.fire_hi.val();
+        self.any_lo.d.next = self.hit1.q.val().get_bits::<4>(0).any();
+        self.any_hi.d.next = self.hit1.q.val().get_bits::<4>(4).any();
+        self.wrap3.d.next = self.wrap2.q.val();
+        // Stage 2: popcount, any, boundary.
+        self.hit2.d.next = self.hit1b.q.val();
+        self.hit2_n.d.next = bit_cast::<4, 3>(self.pop_lo.q.val()) + bit_cast::<4, 3>(self.pop_hi.q.val());
+        self.hit2_any.d.next = self.any_lo.q.val() | self.any_hi.q.val();
+        self.ts2_low.d.next = self.ts1b_low.q.val();
+        self.ts2_epoch.d.next = self.ts1b_epoch.q.val();
+        self.boundary.d.next = self.wrap3.q.val();
+        // Entry writer: at most one entry per tick, chosen from registered flags. The first tick
+        // with room always writes something, so `started` is simply "room was seen".
+        self.started.d.next = self.started.q.val() | self.room.q.val();
         self.wr.next = false;
         self.wdata.next = self.entry_tick.val()
             | (bit_cast::<ENTRY_BITS, EPOCH_BITS>(self.ts2_epoch.q.val()) << self.entry_epoch_shift.val());
         if self.room.q.val() {
             if self.lost_nz.q.val() {
                 self.wr.next = true;
-                self.started.d.next = true;
                 self.wdata.next = self.entry_lost.val()
                     | (bit_cast::<ENTRY_BITS, EPOCH_BITS>(self.ts2_epoch.q.val()) << self.entry_epoch_shift.val())
                     | bit_cast::<ENTRY_BITS, RECORD_BITS>(
@@ -251,7 +286,6 @@ impl<const N: usize> Logic for TimeTagger<N> {
                 self.lost_nz.d.next = self.hit2_any.q.val();
             } else if self.hit2_any.q.val() {
                 self.wr.next = true;
-                self.started.d.next = true;
                 self.wdata.next = self.entry_event.val()
                     | (bit_cast::<ENTRY_BITS, EPOCH_BITS>(self.ts2_epoch.q.val()) << self.entry_epoch_shift.val())
                     | bit_cast::<ENTRY_BITS, RECORD_BITS>(
@@ -261,7 +295,6 @@ impl<const N: usize> Logic for TimeTagger<N> {
                     );
             } else if self.boundary.q.val() | !self.started.q.val() {
                 self.wr.next = true;
-                self.started.d.next = true;
             }
         } else if self.hit2_any.q.val() {
             self.lost_nz.d.next = true;

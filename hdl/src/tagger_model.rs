@@ -15,8 +15,8 @@
 //! * `fire = edge & enable & !busy`; on `fire` the dead-time counter loads `dead_time` and the
 //!   channel is busy for that many ticks. Edges while busy are ignored (not lost: the channel
 //!   is dead, as a detector is). Every setting passes one register first;
-//! * the fire mask is registered with the time of its tick (stage 1) and again with its
-//!   popcount and an epoch-boundary flag (stage 2). A pin edge sampled at tick `t` is tagged
+//! * the fire mask is registered with the time of its tick (stage 1), again with partial
+//!   popcounts (stage 1b), and again with its popcount and an epoch-boundary flag (stage 2). A pin edge sampled at tick `t` is tagged
 //!   with time `t + 2` ticks ([`PIN_TO_TAG_LATENCY`]).
 //!
 //! **Entry writer** (stage 2 → event FIFO, at most one 64-bit entry per tick, all decisions from
@@ -258,6 +258,10 @@ pub struct TaggerModel {
     hit1: u8,
     ts1_low: u32,
     ts1_epoch: u32,
+    // Stage 1b (partial popcounts in the gateware).
+    hit1b: u8,
+    ts1b_low: u32,
+    ts1b_epoch: u32,
     // Stage 2: what the entry writer sees.
     w: WriterInput,
     now_low: u32,
@@ -297,6 +301,9 @@ impl TaggerModel {
             hit1: 0,
             ts1_low: 0,
             ts1_epoch: 0,
+            hit1b: 0,
+            ts1b_low: 0,
+            ts1b_epoch: 0,
             w: WriterInput::default(),
             now_low: 0,
             now_epoch: 0,
@@ -340,12 +347,15 @@ impl TaggerModel {
         let room = self.occ <= EVENT_FIFO_DEPTH as u32 - 4;
         self.occ = self.occ + fifo_write.is_some() as u32 - fifo_rd as u32;
         self.w = WriterInput {
-            hit: self.hit1,
-            ts_low: self.ts1_low,
-            ts_epoch: self.ts1_epoch,
-            boundary: self.ts1_epoch != self.w.ts_epoch,
+            hit: self.hit1b,
+            ts_low: self.ts1b_low,
+            ts_epoch: self.ts1b_epoch,
+            boundary: self.ts1b_epoch != self.w.ts_epoch,
             room,
         };
+        self.hit1b = self.hit1;
+        self.ts1b_low = self.ts1_low;
+        self.ts1b_epoch = self.ts1_epoch;
         // Channel front ends (stage 1).
         let rise = self.s2 & !self.s3;
         let fall = !self.s2 & self.s3;
@@ -393,7 +403,7 @@ pub struct Edge {
 }
 
 /// Ticks from the fire of an edge to the writer seeing it.
-const FIRE_TO_WRITER: u64 = 2;
+const FIRE_TO_WRITER: u64 = 3;
 
 /// The fast event-level model: the records the tagger produces for `edges` (sorted by tick;
 /// each edge on a channel must be a clean transition of the configured polarity, and the
@@ -413,7 +423,7 @@ pub fn tag_edges(channels: usize, cfg: &TaggerConfig, edges: &[Edge], end: u64) 
     let epoch_of = |tick: u64| ((tick >> TIME_LOW_BITS) as u32) & EPOCH_MASK;
     let low_of = |tick: u64| (tick as u32) & LOW_MASK;
     let mut i = 0;
-    // `t` is the tick of the writer step being simulated; it sees the fires of tick t - 2.
+    // `t` is the tick of the writer step being simulated; it sees the fires of tick t - 3.
     let mut t: u64 = 0;
     while t < end {
         let mut hit = 0u8;

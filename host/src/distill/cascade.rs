@@ -11,7 +11,8 @@
 //!   parity of the blocks containing it in every other started pass, which are then searched too;
 //! * every parity Alice has disclosed is remembered (sub-block reuse): a search starts from the
 //!   smallest known sub-block with odd error parity, the right half's parity is always inferred
-//!   from its parent and the left half, and a search ending on a known single bit costs nothing;
+//!   from its parent and the left half, and Alice's value of every bit a search ended on is
+//!   remembered, so a two-bit sub-block holding such a bit is resolved without a query;
 //! * the last top-level block parity of every pass after the first is inferred from the parity
 //!   of the whole key, known from the first pass.
 //!
@@ -652,7 +653,8 @@ pub struct SimReport {
     pub round_trips_mean: f64,
     /// Largest round-trip count seen.
     pub round_trips_max: u64,
-    /// Key bits reconciled per second of computation (both sides, in one thread), bits/s.
+    /// Key bits reconciled per second of wall-clock time (both sides in one process, local
+    /// oracle; the per-pass set-up runs on rayon's thread pool), bits/s.
     pub throughput_bits_per_s: f64,
 }
 

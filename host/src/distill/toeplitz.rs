@@ -286,8 +286,13 @@ fn unpack_pieces(words: &[u64], pieces: usize, out: &mut [u64]) {
 /// with the product's degree below 2^k); `b` is overwritten with its transform.
 fn multiply_in_place(a: &mut [u64], b: &mut [u64], k: u32) {
     #[cfg(target_arch = "x86_64")]
-    if let Some(p) = gf64::Pclmul::detect() {
-        return multiply_with(p, a, b, k);
+    {
+        if let Some(v) = vpclmul_kernels::Vpclmul::detect() {
+            return multiply_with(v, a, b, k);
+        }
+        if let Some(p) = gf64::Pclmul::detect() {
+            return multiply_with(p, a, b, k);
+        }
     }
     multiply_with(gf64::Soft, a, b, k)
 }
@@ -421,19 +426,17 @@ fn butterfly_body<M: gf64::ClMul>(m: M, lo: &mut [u64], hi: &mut [u64], lambda: 
 
 #[inline(always)]
 fn block_body<M: gf64::ClMul>(m: M, a: &mut [u64], c0: usize, tw: &Twiddles, inverse: bool) {
+    // Plain loops, no closures: a closure would be compiled outside the caller's target
+    // features and call the carry-less multiply out of line.
     let j = a.len().trailing_zeros();
-    let mut level = |i: u32| {
+    for step in 0..j {
+        let i = if inverse { step } else { j - 1 - step };
         let h = 1usize << i;
         for (b, blk) in a.chunks_exact_mut(2 * h).enumerate() {
             let lambda = tw.lambda((c0 << (j - 1 - i)) + b);
             let (lo, hi) = blk.split_at_mut(h);
             butterfly_body(m, lo, hi, lambda, inverse);
         }
-    };
-    if inverse {
-        (0..j).for_each(&mut level);
-    } else {
-        (0..j).rev().for_each(&mut level);
     }
 }
 
@@ -477,6 +480,126 @@ mod pclmul_kernels {
     // SAFETY (all three): a `Pclmul` value exists only after run-time detection of pclmulqdq
     // and sse2, the features these functions are compiled for.
     impl Kernel for Pclmul {
+        fn block(self, a: &mut [u64], c0: usize, tw: &Twiddles, inverse: bool) {
+            unsafe { block(self, a, c0, tw, inverse) }
+        }
+        fn butterfly(self, lo: &mut [u64], hi: &mut [u64], lambda: u64, inverse: bool) {
+            unsafe { butterfly(self, lo, hi, lambda, inverse) }
+        }
+        fn pointwise(self, a: &mut [u64], b: &[u64]) {
+            unsafe { pointwise(self, a, b) }
+        }
+    }
+}
+
+/// 256-bit kernels: `vpclmulqdq` multiplies two field elements per instruction, and the
+/// reduction runs on four 64-bit lanes. Levels with fewer than four butterflies per block fall
+/// back to the scalar `pclmulqdq` path.
+#[cfg(target_arch = "x86_64")]
+mod vpclmul_kernels {
+    use super::*;
+    use gf64::Pclmul;
+    use std::arch::x86_64::*;
+
+    /// Only constructible on CPUs with AVX2, VPCLMULQDQ and PCLMULQDQ.
+    #[derive(Debug, Clone, Copy)]
+    pub(super) struct Vpclmul {
+        scalar: Pclmul,
+    }
+
+    impl Vpclmul {
+        pub(super) fn detect() -> Option<Self> {
+            let wide = std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("vpclmulqdq");
+            let scalar = Pclmul::detect()?;
+            wide.then_some(Self { scalar })
+        }
+    }
+
+    /// Four products `x[i]·λ` in GF(2^64) (λ broadcast in all lanes).
+    #[inline]
+    #[target_feature(enable = "avx2,vpclmulqdq,pclmulqdq")]
+    unsafe fn mul4(x: __m256i, y: __m256i) -> __m256i {
+        let even = _mm256_clmulepi64_epi128(x, y, 0x00); // lanes 0 and 2
+        let odd = _mm256_clmulepi64_epi128(x, y, 0x11); // lanes 1 and 3
+        let lo = _mm256_unpacklo_epi64(even, odd);
+        let hi = _mm256_unpackhi_epi64(even, odd);
+        // Same reduction as gf64::reduce, lane-wise.
+        let t = _mm256_xor_si256(
+            _mm256_xor_si256(hi, _mm256_srli_epi64(hi, 63)),
+            _mm256_xor_si256(_mm256_srli_epi64(hi, 61), _mm256_srli_epi64(hi, 60)),
+        );
+        let u = _mm256_xor_si256(
+            _mm256_xor_si256(t, _mm256_slli_epi64(t, 1)),
+            _mm256_xor_si256(_mm256_slli_epi64(t, 3), _mm256_slli_epi64(t, 4)),
+        );
+        _mm256_xor_si256(lo, u)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,vpclmulqdq,pclmulqdq")]
+    unsafe fn butterfly(m: Vpclmul, lo: &mut [u64], hi: &mut [u64], lambda: u64, inverse: bool) {
+        let n = lo.len().min(hi.len());
+        let n4 = n - n % 4;
+        let lam = _mm256_set1_epi64x(lambda as i64);
+        let (pl, ph) = (lo.as_mut_ptr(), hi.as_mut_ptr());
+        // SAFETY: i + 4 <= n4 <= both lengths, so every 32-byte access is in bounds.
+        if inverse {
+            for i in (0..n4).step_by(4) {
+                let l = _mm256_loadu_si256(pl.add(i) as *const __m256i);
+                let h = _mm256_xor_si256(_mm256_loadu_si256(ph.add(i) as *const __m256i), l);
+                let l = _mm256_xor_si256(l, mul4(h, lam));
+                _mm256_storeu_si256(pl.add(i) as *mut __m256i, l);
+                _mm256_storeu_si256(ph.add(i) as *mut __m256i, h);
+            }
+        } else {
+            for i in (0..n4).step_by(4) {
+                let h = _mm256_loadu_si256(ph.add(i) as *const __m256i);
+                let l = _mm256_xor_si256(_mm256_loadu_si256(pl.add(i) as *const __m256i), mul4(h, lam));
+                let h = _mm256_xor_si256(h, l);
+                _mm256_storeu_si256(pl.add(i) as *mut __m256i, l);
+                _mm256_storeu_si256(ph.add(i) as *mut __m256i, h);
+            }
+        }
+        butterfly_body(m.scalar, &mut lo[n4..n], &mut hi[n4..n], lambda, inverse);
+    }
+
+    #[target_feature(enable = "avx2,vpclmulqdq,pclmulqdq")]
+    unsafe fn block(m: Vpclmul, a: &mut [u64], c0: usize, tw: &Twiddles, inverse: bool) {
+        let j = a.len().trailing_zeros();
+        for step in 0..j {
+            let i = if inverse { step } else { j - 1 - step };
+            let h = 1usize << i;
+            for (b, blk) in a.chunks_exact_mut(2 * h).enumerate() {
+                let lambda = tw.lambda((c0 << (j - 1 - i)) + b);
+                let (lo, hi) = blk.split_at_mut(h);
+                if h >= 4 {
+                    butterfly(m, lo, hi, lambda, inverse);
+                } else {
+                    butterfly_body(m.scalar, lo, hi, lambda, inverse);
+                }
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,vpclmulqdq,pclmulqdq")]
+    unsafe fn pointwise(m: Vpclmul, a: &mut [u64], b: &[u64]) {
+        let n = a.len().min(b.len());
+        let n4 = n - n % 4;
+        let (pa, pb) = (a.as_mut_ptr(), b.as_ptr());
+        // SAFETY: i + 4 <= n4 <= both lengths.
+        for i in (0..n4).step_by(4) {
+            let x = _mm256_loadu_si256(pa.add(i) as *const __m256i);
+            let y = _mm256_loadu_si256(pb.add(i) as *const __m256i);
+            // mul4 multiplies by the even/odd qwords of `y` lane by lane.
+            _mm256_storeu_si256(pa.add(i) as *mut __m256i, mul4(x, y));
+        }
+        pointwise_body(m.scalar, &mut a[n4..n], &b[n4..n]);
+    }
+
+    // SAFETY (all three): a `Vpclmul` value exists only after run-time detection of avx2,
+    // vpclmulqdq and pclmulqdq, the features these functions are compiled for.
+    impl Kernel for Vpclmul {
         fn block(self, a: &mut [u64], c0: usize, tw: &Twiddles, inverse: bool) {
             unsafe { block(self, a, c0, tw, inverse) }
         }
@@ -797,17 +920,31 @@ mod tests {
             let b: Vec<u64> = (0..lb).map(|_| rng.gen()).collect();
             let want = schoolbook(&a, &b);
             let k = (la + lb - 1usize).next_power_of_two().trailing_zeros();
-            for soft in [false, true] {
+            let run = |fa: &mut Vec<u64>, fb: &mut Vec<u64>, kernel: usize| match kernel {
+                0 => multiply_with(gf64::Soft, fa, fb, k),
+                #[cfg(target_arch = "x86_64")]
+                1 => multiply_with(gf64::Pclmul::detect().unwrap(), fa, fb, k),
+                #[cfg(target_arch = "x86_64")]
+                2 => multiply_with(vpclmul_kernels::Vpclmul::detect().unwrap(), fa, fb, k),
+                _ => multiply_in_place(fa, fb, k),
+            };
+            let mut kernels = vec![0usize, 3];
+            #[cfg(target_arch = "x86_64")]
+            {
+                if gf64::Pclmul::detect().is_some() {
+                    kernels.push(1);
+                }
+                if vpclmul_kernels::Vpclmul::detect().is_some() {
+                    kernels.push(2);
+                }
+            }
+            for kernel in kernels {
                 let mut fa = a.clone();
                 fa.resize(1 << k, 0);
                 let mut fb = b.clone();
                 fb.resize(1 << k, 0);
-                if soft {
-                    multiply_with(gf64::Soft, &mut fa, &mut fb, k);
-                } else {
-                    multiply_in_place(&mut fa, &mut fb, k);
-                }
-                assert_eq!(&fa[..want.len()], &want[..], "{la}x{lb}, soft = {soft}");
+                run(&mut fa, &mut fb, kernel);
+                assert_eq!(&fa[..want.len()], &want[..], "{la}x{lb}, kernel {kernel}");
                 assert!(fa[want.len()..].iter().all(|&v| v == 0));
             }
         }
