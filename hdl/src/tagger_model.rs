@@ -273,6 +273,7 @@ pub struct TaggerModel {
     fifo: FifoModel,
     fmt: Formatter,
     tick: u64,
+    fired: u64,
 }
 
 /// What the read port showed in one tick.
@@ -313,6 +314,7 @@ impl TaggerModel {
             fifo: FifoModel::new(EVENT_FIFO_DEPTH),
             fmt: Formatter::default(),
             tick: 0,
+            fired: 0,
         }
     }
 
@@ -325,6 +327,12 @@ impl TaggerModel {
     /// Ticks simulated so far.
     pub fn tick(&self) -> u64 {
         self.tick
+    }
+
+    /// Channel events accepted by the front ends so far (each is either tagged or counted
+    /// in a LOST record).
+    pub fn fired(&self) -> u64 {
+        self.fired
     }
 
     /// Entries in the event FIFO (written and not yet taken by the formatter).
@@ -377,6 +385,7 @@ impl TaggerModel {
             ch.falling = self.cfg.falling & (1 << c) != 0;
         }
         self.hit1 = fire;
+        self.fired += fire.count_ones() as u64;
         self.ts1_low = self.now_low;
         self.ts1_epoch = self.now_epoch;
         self.s3 = self.s2;

@@ -52,7 +52,9 @@ fn pm_inputs(model: &PrepareMeasureModel, seed: u64) -> (StationInput, StationIn
     (StationInput::Prepared(a), StationInput::Detections(b))
 }
 
-fn check_success(a: Outcome, b: Outcome) -> (StationOutput, StationOutput) {
+/// Checks both stations succeeded with equal keys; `refilled`: the run refilled the
+/// pre-shared key from the new key.
+fn check_success(a: Outcome, b: Outcome, refilled: bool) -> (StationOutput, StationOutput) {
     let a = a.unwrap_or_else(|e| panic!("alice failed: {e}"));
     let b = b.unwrap_or_else(|e| panic!("bob failed: {e}"));
     assert!(!a.key.is_empty());
@@ -60,10 +62,13 @@ fn check_success(a: Outcome, b: Outcome) -> (StationOutput, StationOutput) {
     assert_eq!(a.next_psk, b.next_psk, "next pre-shared keys differ");
     assert_eq!(a.key.len() as u64, a.report.final_key_bits);
     assert_eq!(a.report.pa_output_bits, b.report.pa_output_bits);
-    // The key is the PA output less the MAC key moved into the next pre-shared key (then cut
-    // to whole bytes).
-    let expect = a.report.pa_output_bits - a.report.mac_key_bits;
-    assert!(a.key.len() as u64 <= expect && a.key.len() as u64 + 8 > expect);
+    if refilled {
+        // The key is the PA output less the MAC key moved into the next pre-shared key (then
+        // cut to whole bytes); the pre-shared key keeps its size.
+        let expect = a.report.pa_output_bits - a.report.mac_key_bits;
+        assert!(a.key.len() as u64 <= expect && a.key.len() as u64 + 8 > expect);
+        assert_eq!(a.next_psk.len(), PSK_BYTES * 8);
+    }
     assert_eq!(a.report.mac_key_bits, b.report.mac_key_bits);
     assert!(a.report.pa_output_bits <= a.report.finite_key_bits);
     eprintln!("{:#?}", a.report);
@@ -73,27 +78,30 @@ fn check_success(a: Outcome, b: Outcome) -> (StationOutput, StationOutput) {
 #[test]
 fn decoy_bb84_over_tcp_with_cascade() {
     let (ia, ib) = pm_inputs(&PrepareMeasureModel::default(), 1);
-    let cfg = StationConfig::default();
+    // Cascade's ~300 round trips cost about as much MAC key as this small block yields, so
+    // keep the pre-shared key as it is (no refill) and check the whole PA output.
+    let cfg = StationConfig { replenish_psk: false, ..Default::default() };
     let (a, b) = run_pair(cfg, cfg, ia, ib, &psk(1), &psk(1));
-    let (a, b) = check_success(a, b);
+    let (a, b) = check_success(a, b, false);
     let r = &a.report;
-    assert_eq!(r.slots, 2_000_000);
-    assert!(r.sift.matched[0].iter().sum::<u64>() > 40_000, "{r:?}");
+    assert_eq!(r.slots, 4_000_000);
+    assert!(r.sift.matched[0].iter().sum::<u64>() > 100_000, "{r:?}");
     assert!(b.report.squash.double_same_basis + b.report.squash.cross_basis > 0);
     let q = r.sample_estimate.unwrap();
     assert!((q.rate - 0.02).abs() < 0.01, "QBER {q:?}");
     assert!(r.efficiency > 1.0 && r.efficiency < 1.6, "f = {}", r.efficiency);
     assert!(r.channel.round_trips > 5);
-    // The PSK for the next run: what was left plus the consumed bits refilled.
-    assert_eq!(a.next_psk.len(), PSK_BYTES * 8);
+    // No refill: the key is the whole PA output, the next PSK what is left.
+    assert_eq!(a.key.len() as u64, r.pa_output_bits / 8 * 8);
+    assert_eq!(a.next_psk.len() as u64, (PSK_BYTES as u64 * 8 - r.mac_key_bits) / 8 * 8);
 }
 
 #[test]
 fn decoy_bb84_over_tcp_with_ldpc() {
-    let (ia, ib) = pm_inputs(&PrepareMeasureModel { misalignment: 0.03, ..Default::default() }, 2);
+    let (ia, ib) = pm_inputs(&PrepareMeasureModel::default(), 2);
     let cfg = StationConfig { method: Method::Ldpc, ..Default::default() };
     let (a, b) = run_pair(cfg, cfg, ia, ib, &psk(2), &psk(2));
-    let (a, _) = check_success(a, b);
+    let (a, _) = check_success(a, b, true);
     assert!(a.report.efficiency > 1.0 && a.report.efficiency < 1.6, "f = {}", a.report.efficiency);
     assert!(a.report.channel.round_trips < 10);
 }
@@ -109,7 +117,7 @@ fn bbm92_symmetric_over_tcp() {
         ..Default::default()
     };
     let (a, b) = run_pair(cfg, cfg, StationInput::Detections(da), StationInput::Detections(db), &psk(3), &psk(3));
-    let (a, b) = check_success(a, b);
+    let (a, b) = check_success(a, b, true);
     assert!(a.report.sift.matched[1].iter().sum::<u64>() > 10_000, "both bases are key");
     assert!(a.report.squash.single > 0 && b.report.squash.single > 0);
 }

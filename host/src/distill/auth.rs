@@ -4,34 +4,42 @@
 //!
 //! # MAC
 //!
-//! Each tag uses a fresh one-time key (k, r) of 2 × 61 = [`KEY_BITS_PER_TAG`] pool bits, never
-//! reused. The message `m` (the direction byte, the sequence number and the payload) is cut
-//! into 7-byte little-endian blocks m₁..m_L (the last zero-padded), followed by one block
-//! holding the byte length; the tag is
+//! Wegman–Carter: the message `m` (the direction byte, the sequence number and the payload) is
+//! cut into 7-byte little-endian blocks m₁..m_L (the last zero-padded), followed by one block
+//! holding the byte length, and tagged as
 //!
-//! `t = (Σ_{i=1}^{L+1} mᵢ k^{L+2−i} + r) mod p`, p = 2⁶¹ − 1.
+//! `t = (Σ_{i=1}^{L+1} mᵢ k^{L+2−i} + r) mod p`, p = 2⁶¹ − 1,
 //!
-//! The polynomial hash is ε-almost-Δ-universal with ε = (L+1)/p (a non-zero polynomial of
-//! degree ≤ L+1 has at most L+1 roots; the length block makes messages of different lengths
-//! differ), and adding the uniform r makes the family ε-almost strongly universal, so a
-//! forger succeeds with probability at most (L+1)/p per message, plus 2⁻⁶⁰ for drawing k and r
-//! as 61-bit strings reduced mod p. The channel sums this per message into
-//! [`ChannelStats::eps_auth`].
+//! with a hash key `k` and a one-time pad `r`. The polynomial hash is ε-almost-Δ-universal with
+//! ε = (L+1)/p (a non-zero polynomial of degree ≤ L+1 has at most L+1 roots; the length block
+//! makes messages of different lengths differ), so with a uniform pad the tag is
+//! ε-almost strongly universal and a forger succeeds with probability at most (L+1)/p per
+//! message, plus 2⁻⁶⁰ because k and r are drawn as 61-bit strings reduced mod p. The channel
+//! sums this per message into [`ChannelStats::eps_auth`].
+//!
+//! **Key use.** Every tag consumes a fresh 61-bit pad ([`KEY_BITS_PER_TAG`]), never reused.
+//! The hash key `k` of each direction (61 bits, [`HASH_KEY_BITS`]) is drawn from the pool once
+//! per channel (one run) and used for that direction's tags only: because every tag is
+//! one-time-padded, tags reveal nothing about `k`, and the bound above holds for each message
+//! however many tags were seen (Wegman and Carter, JCSS 22 (1981) 265; the recycling of the hash
+//! key is analysed by Portmann, IEEE Trans. Inf. Theory 60 (2014) 4383). After the run the hash
+//! keys are discarded with the pool bits they came from. The first failed verification aborts
+//! the run, so a forger gets one try.
 //!
 //! Why hand-written: the well-kept MAC crates (poly1305, ghash/polyval) are designed around a
-//! computationally secure, reused hash key; here the key must come from a QKD key pool, one
-//! fresh key per tag, with an exact bit count to subtract from the key. The Mersenne-prime
-//! arithmetic is ten lines and is tested against a direct evaluation.
+//! computationally secure key schedule; here keys must come from a QKD key pool, with an exact
+//! bit count to subtract from the key. The Mersenne-prime arithmetic is ten lines and is tested
+//! against a direct evaluation.
 //!
 //! # Key pool and consumption
 //!
-//! [`KeyPool`] holds the secret bits (zeroized on drop). Tag keys are taken in *segments* of
-//! [`KEY_BITS_PER_TAG`] bits: message number `s` from Alice to Bob uses segment 2s, from Bob to
-//! Alice segment 2s+1, so both stations agree on which bits key which message whatever the
-//! interleaving. A segment is used at most once (the pool refuses reuse).
-//! [`KeyPool::consumed_bits`] (everything below the highest used segment) is what the caller
-//! subtracts from the distilled key to refill the pool; [`KeyPool::remainder`] is the unused
-//! rest.
+//! [`KeyPool`] holds the secret bits (zeroized on drop), taken in *segments* of 61 bits:
+//! segment 0 is Alice→Bob's hash key, segment 1 Bob→Alice's, and message number `s` from
+//! Alice to Bob uses pad segment 2 + 2s, from Bob to Alice 3 + 2s, so both stations agree on
+//! which bits key which message whatever the interleaving. A segment is used at most once (the
+//! pool refuses reuse). [`KeyPool::consumed_bits`] (everything up to the highest used segment)
+//! is what the caller subtracts from the distilled key to refill the pool;
+//! [`KeyPool::remainder`] is the unused rest.
 //!
 //! # Frames
 //!
@@ -44,14 +52,18 @@ use std::io::{Read, Write};
 
 use bitvec::prelude::*;
 use thiserror::Error;
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::key::SecretBits;
 
 /// The Mersenne prime 2⁶¹ − 1 of the MAC's field.
 pub const P61: u64 = (1 << 61) - 1;
-/// Secret bits consumed by one tag (61-bit hash key + 61-bit one-time pad).
-pub const KEY_BITS_PER_TAG: usize = 122;
+/// Secret bits consumed by one tag: its 61-bit one-time pad.
+pub const KEY_BITS_PER_TAG: usize = 61;
+/// Secret bits of the two hash keys (one per direction) a channel draws once.
+pub const HASH_KEY_BITS: usize = 2 * SEGMENT_BITS;
+/// Size of a pool segment (bits): one element of GF(2⁶¹ − 1).
+pub const SEGMENT_BITS: usize = 61;
 /// Bytes of a frame besides the payload (sequence number + tag), not counting the length.
 pub const FRAME_OVERHEAD: usize = 16;
 /// Default largest accepted frame (bytes).
@@ -118,7 +130,7 @@ pub enum AuthError {
         /// Pool size (bits).
         available: usize,
     },
-    /// A tag key segment requested twice.
+    /// A key segment requested twice.
     #[error("authentication key segment {segment} was already used; one-time keys are never reused")]
     KeyReuse {
         /// The segment.
@@ -312,15 +324,16 @@ impl KeyPool {
         self.bits.len()
     }
 
-    /// Number of whole tag keys the pool holds.
+    /// Number of whole 61-bit segments the pool holds.
     pub fn segments(&self) -> usize {
-        self.bits.len() / KEY_BITS_PER_TAG
+        self.bits.len() / SEGMENT_BITS
     }
 
-    /// Takes the one-time key of `segment`; fails if used before or beyond the pool.
-    pub fn take_segment(&mut self, segment: usize) -> Result<OneTimeKey, AuthError> {
-        let start = segment * KEY_BITS_PER_TAG;
-        let end = start + KEY_BITS_PER_TAG;
+    /// Takes segment `segment` as an element of GF(p) (61 bits reduced mod p); fails if it was
+    /// used before or lies beyond the pool.
+    pub fn take_segment(&mut self, segment: usize) -> Result<u64, AuthError> {
+        let start = segment * SEGMENT_BITS;
+        let end = start + SEGMENT_BITS;
         if end > self.bits.len() {
             return Err(AuthError::PoolExhausted { start, end, available: self.bits.len() });
         }
@@ -331,16 +344,14 @@ impl KeyPool {
             return Err(AuthError::KeyReuse { segment });
         }
         self.used.set(segment, true);
-        let s = self.bits.as_bitslice();
-        let k: u64 = s[start..start + 61].load_le();
-        let r: u64 = s[start + 61..end].load_le();
-        Ok(OneTimeKey::new(k, r))
+        let v: u64 = self.bits.as_bitslice()[start..end].load_le();
+        Ok(reduce(v))
     }
 
     /// Bits at or below the highest used segment: spent, whether or not every segment below
     /// it was used (bits).
     pub fn consumed_bits(&self) -> usize {
-        self.used.last_one().map_or(0, |s| (s + 1) * KEY_BITS_PER_TAG)
+        self.used.last_one().map_or(0, |s| (s + 1) * SEGMENT_BITS)
     }
 
     /// The unused bits after the highest used segment (a copy), for the next run's pool.
@@ -372,6 +383,8 @@ pub struct ChannelStats {
 pub struct AuthChannel<S: Read + Write> {
     stream: S,
     pool: KeyPool,
+    /// Hash keys per direction, drawn on first use (zeroized on drop).
+    hash_keys: Zeroizing<[Option<u64>; 2]>,
     role: Role,
     send_seq: u64,
     recv_seq: u64,
@@ -387,6 +400,7 @@ impl<S: Read + Write> AuthChannel<S> {
         Self {
             stream,
             pool,
+            hash_keys: Zeroizing::new([None; 2]),
             role,
             send_seq: 0,
             recv_seq: 0,
@@ -418,13 +432,30 @@ impl<S: Read + Write> AuthChannel<S> {
         &self.pool
     }
 
-    /// Ends the channel, returning the stream and the pool.
+    /// Ends the channel, returning the stream and the pool (the hash keys are zeroized).
     pub fn into_parts(self) -> (S, KeyPool) {
         (self.stream, self.pool)
     }
 
-    fn segment(from: Role, seq: u64) -> usize {
-        2 * seq as usize + from.index()
+    /// Pad segment of message `seq` from `from`.
+    fn pad_segment(from: Role, seq: u64) -> usize {
+        2 + 2 * seq as usize + from.index()
+    }
+
+    /// The one-time key of message `seq` from `from`: that direction's hash key (drawn on
+    /// first use) and the message's pad.
+    fn tag_key(&mut self, from: Role, seq: u64) -> Result<OneTimeKey, AuthError> {
+        let d = from.index();
+        let k = match self.hash_keys[d] {
+            Some(k) => k,
+            None => {
+                let k = self.pool.take_segment(d)?;
+                self.hash_keys[d] = Some(k);
+                k
+            }
+        };
+        let r = self.pool.take_segment(Self::pad_segment(from, seq))?;
+        Ok(OneTimeKey::new(k, r))
     }
 
     fn check(&self) -> Result<(), AuthError> {
@@ -455,7 +486,7 @@ impl<S: Read + Write> AuthChannel<S> {
             return Err(AuthError::FrameTooLarge { len, max: self.max_frame });
         }
         let seq = self.send_seq;
-        let key = self.pool.take_segment(Self::segment(self.role, seq))?;
+        let key = self.tag_key(self.role, seq)?;
         let seq_bytes = seq.to_le_bytes();
         let (tag, eps) = mac_tag(&key, &[&[self.role.index() as u8], &seq_bytes, payload]);
         let mut frame = Vec::with_capacity(4 + len);
@@ -507,7 +538,7 @@ impl<S: Read + Write> AuthChannel<S> {
         if seq > self.recv_seq {
             return Err(AuthError::OutOfOrder { seq, expected: self.recv_seq, from });
         }
-        let key = self.pool.take_segment(Self::segment(from, seq))?;
+        let key = self.tag_key(from, seq)?;
         let tag = u64::from_le_bytes(frame[len - 8..].try_into().expect("8 bytes"));
         let payload = &frame[8..len - 8];
         let (expected, eps) = mac_tag(&key, &[&[from.index() as u8], &frame[..8], payload]);
@@ -596,14 +627,14 @@ mod tests {
     fn pool_segments_are_used_once() {
         let mut p = pool(1, 64);
         assert_eq!(p.len_bits(), 512);
-        assert_eq!(p.segments(), 4);
+        assert_eq!(p.segments(), 8);
         p.take_segment(1).unwrap();
         assert!(matches!(p.take_segment(1), Err(AuthError::KeyReuse { segment: 1 })));
-        assert_eq!(p.consumed_bits(), 244);
-        assert_eq!(p.remainder().len(), 512 - 244);
-        assert!(matches!(p.take_segment(4), Err(AuthError::PoolExhausted { .. })));
+        assert_eq!(p.consumed_bits(), 122);
+        assert_eq!(p.remainder().len(), 512 - 122);
+        assert!(matches!(p.take_segment(8), Err(AuthError::PoolExhausted { .. })));
         p.take_segment(0).unwrap();
-        assert_eq!(p.consumed_bits(), 244);
+        assert_eq!(p.consumed_bits(), 122);
     }
 
     /// A stream that reads from a fixed buffer and records what is written.
@@ -654,7 +685,7 @@ mod tests {
         assert_eq!(b.recv().unwrap(), b"");
         assert_eq!(b.recv().unwrap(), b"third message");
         assert!(matches!(b.recv(), Err(AuthError::Closed)));
-        // Alice → Bob messages 0,1,2 use segments 0,2,4.
+        // Alice → Bob messages 0,1,2 use the hash key (segment 0) and pads 2, 4, 6.
         assert!(b.stats().eps_auth > 0.0);
     }
 
@@ -711,7 +742,7 @@ mod tests {
         let mut b = bob(vec![3, 0, 0, 0, 1, 2, 3]);
         assert!(matches!(b.recv(), Err(AuthError::FrameTooShort { len: 3 })));
         // Exhausted pool.
-        let mut a = AuthChannel::new(mem(vec![]), pool(9, 15), Role::Alice);
+        let mut a = AuthChannel::new(mem(vec![]), pool(9, 22), Role::Alice);
         assert!(matches!(a.send(b"x"), Err(AuthError::PoolExhausted { .. })));
     }
 
@@ -732,8 +763,8 @@ mod tests {
             assert_eq!(a.recv().unwrap(), vec![i; 100]);
         }
         assert_eq!(a.stats().round_trips, 3);
-        // Segments 0..=5 used (A: 0,2,4; B: 1,3,5).
-        assert_eq!(a.pool().consumed_bits(), 6 * KEY_BITS_PER_TAG);
-        assert_eq!(t.join().unwrap(), 6 * KEY_BITS_PER_TAG);
+        // Hash keys 0, 1 and pads 2..=7 (A: 2, 4, 6; B: 3, 5, 7).
+        assert_eq!(a.pool().consumed_bits(), HASH_KEY_BITS + 6 * KEY_BITS_PER_TAG);
+        assert_eq!(t.join().unwrap(), HASH_KEY_BITS + 6 * KEY_BITS_PER_TAG);
     }
 }

@@ -160,7 +160,7 @@ pub struct StationConfig {
 impl Default for StationConfig {
     fn default() -> Self {
         Self {
-            protocol: Protocol::DecoyBb84 { intensities: [0.5, 0.1, 0.0], probabilities: [0.7, 0.2, 0.1] },
+            protocol: Protocol::DecoyBb84 { intensities: [0.6, 0.2, 0.0], probabilities: [0.5, 0.3, 0.2] },
             sift_mode: SiftMode::Asymmetric,
             method: Method::Cascade,
             estimation: EstimationParams::default(),
@@ -903,11 +903,12 @@ fn reconcile<S: Read + Write>(
             let params = CascadeParams::for_qber(n, qber)?;
             let seed: u64 = OsRng.gen();
             chan.send(&Msg::CascadeStart { params: params.clone(), seed })?;
-            let alice = CascadeAlice::new(&key, &params, seed)?;
+            let mut alice = CascadeAlice::new(&key, &params, seed)?;
             loop {
                 match chan.recv()? {
                     Msg::CascadeQuery(q) => {
-                        let answers = alice.answer(&q)?;
+                        // Through the oracle trait, which counts the disclosed parities.
+                        let answers = alice.parities(&q)?;
                         chan.send(&Msg::CascadeAnswer(Packed::from_bools(&answers)))?;
                     }
                     Msg::CascadeDone => break,

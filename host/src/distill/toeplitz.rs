@@ -670,20 +670,23 @@ fn split_point(k: u32) -> u32 {
     1 << (31 - (k - 1).leading_zeros())
 }
 
-/// Monomial → novel basis, in place. `a` holds 2^k coefficients of `w` words each (a vector of
-/// independent polynomials, converted together). With m a power of two below k and
-/// y = s_m(x) = x^(2^m) + x, the novel basis factors as X_{hi·2^m + lo}(x) = X_hi(y)·X_lo(x)
-/// (because s_{i+m} = s_i ∘ s_m), so: expand f in powers of y with coefficients of degree < 2^m
-/// (Taylor expansion), convert the outer polynomial in y (coefficients 2^m·w words wide), then
-/// each inner polynomial.
+/// Monomial → novel basis, in place, for every block of 2^k coefficients of `w` words in `a`
+/// (each block a vector of independent polynomials, converted together). With m a power of two
+/// below k and y = s_m(x) = x^(2^m) + x, the novel basis factors as
+/// X_{hi·2^m + lo}(x) = X_hi(y)·X_lo(x) (because s_{i+m} = s_i ∘ s_m), so: expand f in powers
+/// of y with coefficients of degree < 2^m (Taylor expansion), convert the outer polynomial in y
+/// (coefficients 2^m·w words wide), then each inner polynomial (blocks of 2^m coefficients).
 fn to_novel(a: &mut [u64], k: u32, w: usize) {
     if k <= 1 {
         return; // X_0 = 1, X_1 = x: the bases agree.
     }
+    if tiled(a, w << k, |t| to_novel(t, k, w)) {
+        return;
+    }
     let m = split_point(k);
-    taylor(a, k, m, w);
+    taylor(a, k, m, w, false);
     to_novel(a, k - m, w << m);
-    for_each_chunk(a, w << m, |c| to_novel(c, m, w));
+    to_novel(a, m, w);
 }
 
 /// Inverse of [`to_novel`].
@@ -691,77 +694,85 @@ fn from_novel(a: &mut [u64], k: u32, w: usize) {
     if k <= 1 {
         return;
     }
+    if tiled(a, w << k, |t| from_novel(t, k, w)) {
+        return;
+    }
     let m = split_point(k);
-    for_each_chunk(a, w << m, |c| from_novel(c, m, w));
+    from_novel(a, m, w);
     from_novel(a, k - m, w << m);
-    taylor_inverse(a, k, m, w);
+    taylor(a, k, m, w, true);
 }
 
-fn for_each_chunk(a: &mut [u64], chunk: usize, f: impl Fn(&mut [u64]) + Sync + Send) {
-    if a.len() >= PAR_MIN && a.len() > chunk {
-        a.par_chunks_mut(chunk).for_each(f);
-    } else {
-        a.chunks_mut(chunk).for_each(f);
+/// Words per cache tile of the basis conversion.
+const TILE: usize = 1 << 14;
+
+/// When `a` holds several blocks of `block` words and is longer than a tile, runs `f` on
+/// tiles of whole blocks (in parallel when long) and returns true; otherwise false.
+fn tiled(a: &mut [u64], block: usize, f: impl Fn(&mut [u64]) + Sync + Send) -> bool {
+    if a.len() <= block || a.len() <= TILE {
+        return false;
     }
+    let tile = block.max(TILE);
+    if a.len() >= PAR_MIN {
+        a.par_chunks_mut(tile).for_each(f);
+    } else {
+        a.chunks_mut(tile).for_each(f);
+    }
+    true
 }
 
-/// Taylor expansion of f (2^k coefficients of `w` words) at y = x^(2^m) + x: afterwards
-/// coefficient block u (2^m coefficients) holds h_u with f = Σ_u h_u(x)·y^u. Divides by
-/// y^(2^r) = x^(2^(k−1)) + x^(2^r) (r = k − 1 − m; squaring is additive in characteristic 2),
-/// leaving remainder below and quotient above, then recurses on both halves.
-fn taylor(a: &mut [u64], k: u32, m: u32, w: usize) {
+/// Taylor expansion at y = x^(2^m) + x of every block of 2^k coefficients (`w` words each) in
+/// `a`: afterwards coefficient group u (2^m coefficients) of a block holds h_u with
+/// f = Σ_u h_u(x)·y^u. Level kk (from k down to m + 1) divides every sub-block of 2^kk
+/// coefficients by y^(2^r) = x^(2^(kk−1)) + x^(2^r), r = kk − 1 − m (squaring is additive in
+/// characteristic 2), leaving the remainder below and the quotient above. `inverse` undoes it
+/// (levels bottom up, each multiplying back by the divisor).
+fn taylor(a: &mut [u64], k: u32, m: u32, w: usize, inverse: bool) {
     if k <= m {
         return;
     }
-    let (half, dist) = division_geometry(a.len(), k, m, w);
-    // a[p − half + small] ^= a[p] for p from the top down, in chunks no longer than `dist`.
-    let mut hi = a.len();
-    while hi > half {
-        let lo = hi.saturating_sub(dist).max(half);
-        let (dst, src) = a.split_at_mut(lo);
-        xor_into(&mut dst[lo - dist..hi - dist], &src[..hi - lo]);
-        hi = lo;
-    }
-    let (l, h) = a.split_at_mut(half);
-    if half >= PAR_MIN {
-        rayon::join(|| taylor(l, k - 1, m, w), || taylor(h, k - 1, m, w));
+    // The levels below work on sub-blocks of 2^(k−1) coefficients: once those are small, they
+    // are finished tile by tile, in cache.
+    let below = |a: &mut [u64]| {
+        if !tiled(a, w << (k - 1), |t| taylor(t, k - 1, m, w, inverse)) {
+            taylor(a, k - 1, m, w, inverse);
+        }
+    };
+    if inverse {
+        below(a);
+        divide_level(a, k, m, w, true);
     } else {
-        taylor(l, k - 1, m, w);
-        taylor(h, k - 1, m, w);
+        divide_level(a, k, m, w, false);
+        below(a);
     }
 }
 
-/// Inverse of [`taylor`]: undo the halves, then multiply back by the divisor (bottom up, so every
-/// quotient word is read before it is restored).
-fn taylor_inverse(a: &mut [u64], k: u32, m: u32, w: usize) {
-    if k <= m {
-        return;
-    }
-    let (half, dist) = division_geometry(a.len(), k, m, w);
-    {
-        let (l, h) = a.split_at_mut(half);
-        if half >= PAR_MIN {
-            rayon::join(|| taylor_inverse(l, k - 1, m, w), || taylor_inverse(h, k - 1, m, w));
+/// One Taylor level on every sub-block of 2^kk coefficients (see [`taylor`]).
+fn divide_level(a: &mut [u64], kk: u32, m: u32, w: usize, inverse: bool) {
+    let block = w << kk;
+    let half = block / 2;
+    let dist = half - (w << (kk - 1 - m));
+    for b in a.chunks_exact_mut(block) {
+        if inverse {
+            // Bottom up: every quotient word is read before it is restored.
+            let mut lo = half;
+            while lo < block {
+                let hi = (lo + dist).min(block);
+                let (dst, src) = b.split_at_mut(lo);
+                xor_into(&mut dst[lo - dist..hi - dist], &src[..hi - lo]);
+                lo = hi;
+            }
         } else {
-            taylor_inverse(l, k - 1, m, w);
-            taylor_inverse(h, k - 1, m, w);
+            // Top down, in chunks no longer than `dist`: a[p − dist] ^= a[p] for p ≥ half.
+            let mut hi = block;
+            while hi > half {
+                let lo = hi.saturating_sub(dist).max(half);
+                let (dst, src) = b.split_at_mut(lo);
+                xor_into(&mut dst[lo - dist..hi - dist], &src[..hi - lo]);
+                hi = lo;
+            }
         }
     }
-    let mut lo = half;
-    while lo < a.len() {
-        let hi = (lo + dist).min(a.len());
-        let (dst, src) = a.split_at_mut(lo);
-        xor_into(&mut dst[lo - dist..hi - dist], &src[..hi - lo]);
-        lo = hi;
-    }
-}
-
-/// (half, dist) in words for the division in [`taylor`]: the divisor x^(2^(k−1)) + x^(2^r)
-/// moves each quotient coefficient down by 2^(k−1) − 2^r coefficients.
-fn division_geometry(len: usize, k: u32, m: u32, w: usize) -> (usize, usize) {
-    let half = len / 2;
-    let small = w << (k - 1 - m);
-    (half, half - small)
 }
 
 #[cfg(test)]

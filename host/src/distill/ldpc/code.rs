@@ -83,13 +83,19 @@ pub(crate) fn info_degrees(rate: f64) -> &'static [(usize, f64)] {
 
 /// Builds the code; deterministic in `(n, m, seed)`.
 pub(crate) fn build(n: usize, m: usize, seed: u64) -> Code {
+    build_with(n, m, seed, info_degrees(1.0 - m as f64 / n as f64), true)
+}
+
+/// [`build`] with an explicit degree profile for the non-staircase columns, and the staircase
+/// optional (without it every column follows the profile).
+pub(crate) fn build_with(n: usize, m: usize, seed: u64, profile: &[(usize, f64)], staircase: bool) -> Code {
     assert!(m >= 4 && n > m + 2, "code shape n={n} m={m} is degenerate");
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ ((n as u64) << 32) ^ (m as u64).rotate_left(17));
     let mut var_checks: Vec<Vec<u32>> = vec![Vec::new(); n];
     let mut check_vars: Vec<Vec<u32>> = vec![Vec::new(); m];
-    let n_info = n - (m - 1);
+    let n_info = if staircase { n - (m - 1) } else { n };
     // Staircase columns are the last m - 1 columns.
-    for j in 0..m - 1 {
+    for j in 0..n - n_info {
         let v = n_info + j;
         for r in [j, j + 1] {
             var_checks[v].push(r as u32);
@@ -97,8 +103,6 @@ pub(crate) fn build(n: usize, m: usize, seed: u64) -> Code {
         }
     }
     // Degrees of the info columns.
-    let rate = 1.0 - m as f64 / n as f64;
-    let profile = info_degrees(rate);
     let mut degrees: Vec<usize> = Vec::with_capacity(n_info);
     let mut assigned = 0usize;
     for (i, &(d, frac)) in profile.iter().enumerate() {
@@ -108,7 +112,7 @@ pub(crate) fn build(n: usize, m: usize, seed: u64) -> Code {
     }
     degrees.truncate(n_info);
     // Concentrated check degrees: every check gets floor or ceil of the mean.
-    let e_total: usize = degrees.iter().sum::<usize>() + 2 * (m - 1);
+    let e_total: usize = degrees.iter().sum::<usize>() + 2 * (n - n_info);
     let mut target: Vec<usize> = (0..m).map(|r| e_total / m + usize::from(r < e_total % m)).collect();
     target.shuffle(&mut rng);
     let mut pool: Vec<u32> = Vec::with_capacity(e_total);

@@ -260,6 +260,35 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
+    /// Reference layered sum-product decoder in f64 (slow; diagnostics only).
+    fn sp_decode(c: &Code, llr: &[f64], syn: &[u64], iters: usize) -> bool {
+        let mut post = llr.to_vec();
+        let mut msg = vec![0f64; c.edges()];
+        for _ in 0..iters {
+            for r in 0..c.m {
+                let (lo, hi) = (c.row_ptr[r] as usize, c.row_ptr[r + 1] as usize);
+                let s = if (syn[r / 64] >> (r % 64)) & 1 == 1 { -1.0 } else { 1.0 };
+                let t: Vec<f64> = (lo..hi).map(|e| post[c.cols[e] as usize] - msg[e]).collect();
+                let th: Vec<f64> = t.iter().map(|x| (x / 2.0).tanh().clamp(-0.999999999999, 0.999999999999)).collect();
+                let prod: f64 = th.iter().product::<f64>() * s;
+                for (j, e) in (lo..hi).enumerate() {
+                    let v = if th[j].abs() > 1e-12 { prod / th[j] } else { 0.0 };
+                    let m = 2.0 * v.clamp(-0.999999999999, 0.999999999999).atanh();
+                    msg[e] = m;
+                    post[c.cols[e] as usize] = t[j] + m;
+                }
+            }
+            let ok = (0..c.m).all(|r| {
+                let p = c.row(r).iter().fold(0u64, |a, &v| a ^ u64::from(post[v as usize] < 0.0));
+                p == (syn[r / 64] >> (r % 64)) & 1
+            });
+            if ok {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Diagnostic: FER of the mother code (no puncturing) vs efficiency; run with
     /// `cargo test --release -p qkd-host --lib distill::ldpc::decoder::tests::diag -- --ignored --nocapture`
     #[test]
@@ -267,11 +296,21 @@ mod tests {
     fn diag() {
         let n = 16384;
         let frames = 32;
+        let profiles: [(&str, &[(usize, f64)], bool); 5] = [
+            ("3-8", &[(3, 0.7), (8, 0.3)], true),
+            ("3-12", &[(3, 0.75), (12, 0.25)], true),
+            ("3-16", &[(3, 0.8), (16, 0.2)], true),
+            ("3-6-20", &[(3, 0.6), (6, 0.25), (20, 0.15)], true),
+            ("3-24", &[(3, 0.85), (24, 0.15)], true),
+        ];
+        let sp = std::env::var("LDPC_DIAG_SP").is_ok();
         for &q in &[0.01f64, 0.03, 0.05] {
             let h = -q * q.log2() - (1.0 - q) * (1.0 - q).log2();
-            for &f in &[1.05f64, 1.1, 1.2, 1.4] {
+            for &f in &[1.15f64, 1.25, 1.35] {
+              for (name, prof, st) in profiles.iter() {
+                print!("{name:8} ");
                 let m = (f * h * n as f64) as usize;
-                let c = code::build(n, m, 1);
+                let c = if prof.is_empty() { code::build(n, m, 1) } else { code::build_with(n, m, 1, prof, *st) };
                 let mut rng = ChaCha8Rng::seed_from_u64(3);
                 let jobs: Vec<Job> = (0..frames)
                     .map(|_| {
@@ -287,10 +326,16 @@ mod tests {
                     })
                     .collect();
                 let t = std::time::Instant::now();
-                let out = decode_all(&c, &jobs, 60);
+                let out = decode_all(&c, &jobs, 40);
                 let el = t.elapsed().as_secs_f64();
                 let fails = out.iter().filter(|o| o.is_none()).count();
-                println!("q={q} f={f} m={m} edges={} maxdeg={} untainted={} FER={}/{} {:.1} Mbit/s", c.edges(), c.max_row_degree, c.untainted.len(), fails, frames, (frames * n) as f64 / el / 1e6);
+                let l0 = ((1.0 - q) / q).ln();
+                let sp_fails = jobs.iter().take(if sp { 8 } else { 0 }).filter(|j| {
+                    let llr: Vec<f64> = j.llr.iter().map(|&x| x as f64 / LLR_KEY as f64 * l0).collect();
+                    !sp_decode(&c, &llr, &j.syndrome, 60)
+                }).count();
+                println!("q={q} f={f} m={m} edges={} maxdeg={} untainted={} FER={}/{} SP FER={}/8 {:.1} Mbit/s", c.edges(), c.max_row_degree, c.untainted.len(), fails, frames, sp_fails, (frames * n) as f64 / el / 1e6);
+              }
             }
         }
     }
