@@ -87,7 +87,7 @@ struct ProtocolArgs {
     #[arg(long, value_enum, default_value = "decoy-bb84")]
     protocol: ProtocolArg,
     /// Decoy intensities μ1,μ2,μ3 (photons per pulse).
-    #[arg(long, value_delimiter = ',', num_args = 3, default_values_t = [0.6, 0.2, 0.0])]
+    #[arg(long, value_delimiter = ',', num_args = 3, default_values_t = [0.5, 0.15, 0.0])]
     intensities: Vec<f64>,
     /// Probabilities of the three intensities.
     #[arg(long, value_delimiter = ',', num_args = 3, default_values_t = [0.5, 0.3, 0.2])]
@@ -194,19 +194,19 @@ struct GenArgs {
     #[command(flatten)]
     protocol: ProtocolArgs,
     /// Slots (prepare-and-measure) or pairs (BBM92).
-    #[arg(long, default_value_t = 4_000_000)]
+    #[arg(long, default_value_t = 10_000_000)]
     slots: u64,
-    /// Misalignment error, about the QBER (probability).
-    #[arg(long, default_value_t = 0.02)]
+    /// Misalignment error (probability); the QBER is higher by the squashed multi-clicks.
+    #[arg(long, default_value_t = 0.01)]
     qber: f64,
     /// Transmittance including detector efficiency (probability).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.2)]
     transmittance: f64,
     /// Dark-count probability per detector per slot.
     #[arg(long, default_value_t = 1e-6)]
     dark_count: f64,
     /// Probability of the Z basis.
-    #[arg(long, default_value_t = 0.6)]
+    #[arg(long, default_value_t = 0.5)]
     p_z: f64,
     /// Bytes of pre-shared key to write.
     #[arg(long, default_value_t = 16384)]

@@ -57,6 +57,7 @@ fn pm_inputs(model: &PrepareMeasureModel, seed: u64) -> (StationInput, StationIn
 fn check_success(a: Outcome, b: Outcome, refilled: bool) -> (StationOutput, StationOutput) {
     let a = a.unwrap_or_else(|e| panic!("alice failed: {e}"));
     let b = b.unwrap_or_else(|e| panic!("bob failed: {e}"));
+    eprintln!("{:#?}", a.report);
     assert!(!a.key.is_empty());
     assert_eq!(a.key, b.key, "keys differ");
     assert_eq!(a.next_psk, b.next_psk, "next pre-shared keys differ");
@@ -71,7 +72,6 @@ fn check_success(a: Outcome, b: Outcome, refilled: bool) -> (StationOutput, Stat
     }
     assert_eq!(a.report.mac_key_bits, b.report.mac_key_bits);
     assert!(a.report.pa_output_bits <= a.report.finite_key_bits);
-    eprintln!("{:#?}", a.report);
     (a, b)
 }
 
@@ -84,11 +84,12 @@ fn decoy_bb84_over_tcp_with_cascade() {
     let (a, b) = run_pair(cfg, cfg, ia, ib, &psk(1), &psk(1));
     let (a, b) = check_success(a, b, false);
     let r = &a.report;
-    assert_eq!(r.slots, 4_000_000);
+    assert_eq!(r.slots, 10_000_000);
     assert!(r.sift.matched[0].iter().sum::<u64>() > 100_000, "{r:?}");
     assert!(b.report.squash.double_same_basis + b.report.squash.cross_basis > 0);
     let q = r.sample_estimate.unwrap();
-    assert!((q.rate - 0.02).abs() < 0.01, "QBER {q:?}");
+    // 1% misalignment plus squashed multi-photon cross-basis clicks: about 2%.
+    assert!((q.rate - 0.02).abs() < 0.008, "QBER {q:?}");
     assert!(r.efficiency > 1.0 && r.efficiency < 1.6, "f = {}", r.efficiency);
     assert!(r.channel.round_trips > 5);
     // No refill: the key is the whole PA output, the next PSK what is left.
@@ -99,11 +100,13 @@ fn decoy_bb84_over_tcp_with_cascade() {
 #[test]
 fn decoy_bb84_over_tcp_with_ldpc() {
     let (ia, ib) = pm_inputs(&PrepareMeasureModel::default(), 2);
-    let cfg = StationConfig { method: Method::Ldpc, ..Default::default() };
+    let cfg = StationConfig { method: Method::Ldpc, replenish_psk: false, ..Default::default() };
     let (a, b) = run_pair(cfg, cfg, ia, ib, &psk(2), &psk(2));
-    let (a, _) = check_success(a, b, true);
+    let (a, _) = check_success(a, b, false);
     assert!(a.report.efficiency > 1.0 && a.report.efficiency < 1.6, "f = {}", a.report.efficiency);
-    assert!(a.report.channel.round_trips < 10);
+    // Sifting 1, estimation 1, reveal rounds ≤ 6, verification 1, amplification 1, plus the
+    // hand-overs between stages.
+    assert!(a.report.channel.round_trips <= 12, "{}", a.report.channel.round_trips);
 }
 
 #[test]

@@ -160,7 +160,7 @@ pub struct StationConfig {
 impl Default for StationConfig {
     fn default() -> Self {
         Self {
-            protocol: Protocol::DecoyBb84 { intensities: [0.6, 0.2, 0.0], probabilities: [0.5, 0.3, 0.2] },
+            protocol: Protocol::DecoyBb84 { intensities: [0.5, 0.15, 0.0], probabilities: [0.5, 0.3, 0.2] },
             sift_mode: SiftMode::Asymmetric,
             method: Method::Cascade,
             estimation: EstimationParams::default(),

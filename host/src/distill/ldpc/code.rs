@@ -68,17 +68,12 @@ impl Code {
 }
 
 /// Degrees of the non-staircase columns for a code of rate `rate = 1 - m/n`: `(degree,
-/// fraction of those columns)`. Mostly degree 3 with a share of higher-degree columns that
-/// grows as the rate falls (the pattern of the DVB-S2 / IRA families, which keeps `λ₂ρ'(1)`
-/// below the BSC stability bound).
-pub(crate) fn info_degrees(rate: f64) -> &'static [(usize, f64)] {
-    if rate >= 0.85 {
-        &[(3, 0.80), (6, 0.20)]
-    } else if rate >= 0.70 {
-        &[(3, 0.85), (10, 0.15)]
-    } else {
-        &[(3, 0.75), (10, 0.25)]
-    }
+/// fraction of those columns)`. Chosen empirically (FER of the layered min-sum decoder at
+/// n = 16384, QBER 1–5 %) among IRA profiles {3, d}: {3: 70 %, 8: 30 %} beat 12, 16, 20 and 24
+/// as the high degree at every rate tried. Not density-evolution optimised (see the module
+/// report: this is what limits the efficiency today).
+pub(crate) fn info_degrees(_rate: f64) -> &'static [(usize, f64)] {
+    &[(3, 0.70), (8, 0.30)]
 }
 
 /// Builds the code; deterministic in `(n, m, seed)`.
