@@ -1,0 +1,306 @@
+//! The on-chip test-signal generator: random (Poisson-like) pulses on every channel at a
+//! programmable rate, and correlated pairs on two channels with a set delay. It drives the
+//! tagger inputs internally, so the same testbench runs on a board with no detectors.
+//!
+//! Per channel `c`, a 32-bit xorshift generator (seeded differently per channel) advances
+//! every tick; the channel emits a one-tick pulse when its low 16 bits are below
+//! `threshold[c]`, so the probability per tick is `threshold[c] / 65536` (the rate is
+//! `f_clk · threshold / 65536` pulses per second, minus the few lost to the one-tick gap a
+//! pulse needs after the previous one). In pair mode, every pulse of channel `pair_src`
+//! (while no pair is pending) also schedules a pulse on `pair_dst` exactly `pair_delay` ticks
+//! later; `pair_src` pulses while a pair is pending are suppressed, so every `pair_src` pulse
+//! has its partner. The reference model is [`TestSignalModel`].
+
+use rust_hdl::prelude::*;
+
+/// Width of a rate threshold, in bits (probability per tick = threshold / 2^16).
+pub const THRESHOLD_BITS: usize = 16;
+/// Width of the pair delay, in bits (ticks).
+pub const PAIR_DELAY_BITS: usize = 16;
+
+/// Seed of channel `c`'s xorshift32 generator (never zero).
+pub fn seed(c: usize) -> u32 {
+    0x9E37_79B9u32.wrapping_mul(c as u32 + 1) ^ 0x5851_F42D
+}
+
+/// One xorshift32 step (Marsaglia 2003: shifts 13, 17, 5).
+pub fn xorshift32(x: u32) -> u32 {
+    let x = x ^ (x << 13);
+    let x = x ^ (x >> 17);
+    x ^ (x << 5)
+}
+
+/// The test-signal generator for `N` channels.
+#[derive(LogicBlock)]
+pub struct TestSignal<const N: usize> {
+    /// Clock (the tagger clock).
+    pub clock: Signal<In, Clock>,
+    /// Generator on; when off, `pins` stay low.
+    pub enable: Signal<In, Bit>,
+    /// Per-channel probability per tick, in units of 2^-16.
+    pub threshold: [Signal<In, Bits<THRESHOLD_BITS>>; N],
+    /// Pair mode on.
+    pub pair_enable: Signal<In, Bit>,
+    /// Source channel of the pairs.
+    pub pair_src: Signal<In, Bits<3>>,
+    /// Channel that gets the delayed partner pulse.
+    pub pair_dst: Signal<In, Bits<3>>,
+    /// Delay of the partner pulse, in ticks (at least 1).
+    pub pair_delay: Signal<In, Bits<PAIR_DELAY_BITS>>,
+    /// Pulses, one tick wide (bit c = channel c); registered.
+    pub pins: Signal<Out, Bits<N>>,
+    rng: [DFFWithInit<Bits<32>>; N],
+    out: DFF<Bits<N>>,
+    pending: DFF<Bit>,
+    count: DFF<Bits<PAIR_DELAY_BITS>>,
+    t1: [Signal<Local, Bits<32>>; N],
+    t2: [Signal<Local, Bits<32>>; N],
+    fire: Signal<Local, Bits<N>>,
+    src_fire: Signal<Local, Bit>,
+    src_prev: Signal<Local, Bit>,
+    partner: Signal<Local, Bit>,
+    sh13: Constant<Bits<5>>,
+    sh17: Constant<Bits<5>>,
+    sh5: Constant<Bits<5>>,
+}
+
+impl<const N: usize> Default for TestSignal<N> {
+    fn default() -> Self {
+        assert!((1..=8).contains(&N));
+        Self {
+            clock: Default::default(),
+            enable: Default::default(),
+            threshold: array_init::array_init(|_| Default::default()),
+            pair_enable: Default::default(),
+            pair_src: Default::default(),
+            pair_dst: Default::default(),
+            pair_delay: Default::default(),
+            pins: Default::default(),
+            rng: array_init::array_init(|c| DFFWithInit::new((seed(c) as u64).to_bits())),
+            out: Default::default(),
+            pending: Default::default(),
+            count: Default::default(),
+            t1: array_init::array_init(|_| Default::default()),
+            t2: array_init::array_init(|_| Default::default()),
+            fire: Default::default(),
+            src_fire: Default::default(),
+            src_prev: Default::default(),
+            partner: Default::default(),
+            sh13: Constant::new(13u64.to_bits()),
+            sh17: Constant::new(17u64.to_bits()),
+            sh5: Constant::new(5u64.to_bits()),
+        }
+    }
+}
+
+impl<const N: usize> Logic for TestSignal<N> {
+    #[hdl_gen]
+    fn update(&mut self) {
+        dff_setup!(self, clock, out, pending, count);
+        self.fire.next = 0.into();
+        self.src_fire.next = false;
+        self.src_prev.next = false;
+        for i in 0..N {
+            if self.pair_src.val().index() == i {
+                self.src_prev.next = self.out.q.val().get_bit(i);
+            }
+            self.rng[i].clock.next = self.clock.val();
+            self.t1[i].next = self.rng[i].q.val() ^ (self.rng[i].q.val() << self.sh13.val());
+            self.t2[i].next = self.t1[i].val() ^ (self.t1[i].val() >> self.sh17.val());
+            self.rng[i].d.next = self.t2[i].val() ^ (self.t2[i].val() << self.sh5.val());
+            if self.rng[i].q.val().get_bits::<THRESHOLD_BITS>(0) < self.threshold[i].val() {
+                self.fire.next = self.fire.val().replace_bit(i, true);
+                if self.pair_src.val().index() == i {
+                    self.src_fire.next = true;
+                }
+            }
+        }
+        // Pairs: a pending partner counts down; new source pulses wait until it is sent.
+        self.partner.next = false;
+        if self.pair_enable.val() & self.enable.val() {
+            if self.pending.q.val() {
+                for i in 0..N {
+                    if self.pair_src.val().index() == i {
+                        self.fire.next = self.fire.val().replace_bit(i, false);
+                    }
+                }
+                self.count.d.next = self.count.q.val() - 1;
+                if self.count.q.val() == 1 {
+                    self.pending.d.next = false;
+                    self.partner.next = true;
+                }
+            } else if self.src_fire.val() & !self.src_prev.val() {
+                self.pending.d.next = true;
+                self.count.d.next = self.pair_delay.val();
+            }
+        } else {
+            self.pending.d.next = false;
+        }
+        for i in 0..N {
+            if self.partner.val() & (self.pair_dst.val().index() == i) {
+                self.fire.next = self.fire.val().replace_bit(i, true);
+            }
+        }
+        // One-tick pulses with a low tick between them.
+        if self.enable.val() {
+            self.out.d.next = self.fire.val() & !self.out.q.val();
+        } else {
+            self.out.d.next = 0.into();
+        }
+        self.pins.next = self.out.q.val();
+    }
+}
+
+/// Settings of the test-signal generator.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TestSignalConfig {
+    /// Generator on.
+    pub enable: bool,
+    /// Per-channel probability per tick, in units of 2^-16.
+    pub threshold: [u16; 8],
+    /// Pair mode on.
+    pub pair_enable: bool,
+    /// Source channel of the pairs.
+    pub pair_src: u8,
+    /// Partner channel.
+    pub pair_dst: u8,
+    /// Partner delay, in ticks (at least 1).
+    pub pair_delay: u16,
+}
+
+/// Bit-exact reference model of [`TestSignal`].
+#[derive(Clone, Debug)]
+pub struct TestSignalModel {
+    channels: usize,
+    rng: [u32; 8],
+    out: u8,
+    pending: bool,
+    count: u16,
+}
+
+impl TestSignalModel {
+    /// The generator in its power-on state.
+    pub fn new(channels: usize) -> Self {
+        assert!((1..=8).contains(&channels));
+        Self { channels, rng: std::array::from_fn(seed), out: 0, pending: false, count: 0 }
+    }
+
+    /// One tick; returns the pins during this tick (registered, so set by the previous tick).
+    pub fn step(&mut self, cfg: &TestSignalConfig) -> u8 {
+        let pins = self.out;
+        let mut fire = 0u8;
+        let mut src_fire = false;
+        for c in 0..self.channels {
+            if ((self.rng[c] & 0xffff) as u16) < cfg.threshold[c] {
+                fire |= 1 << c;
+                src_fire |= cfg.pair_src as usize == c;
+            }
+            self.rng[c] = xorshift32(self.rng[c]);
+        }
+        let mut partner = false;
+        if cfg.pair_enable && cfg.enable {
+            if self.pending {
+                fire &= !(1u8.checked_shl(cfg.pair_src as u32).unwrap_or(0));
+                if self.count == 1 {
+                    self.pending = false;
+                    partner = true;
+                }
+                self.count = self.count.wrapping_sub(1);
+            } else if src_fire && (self.out >> cfg.pair_src) & 1 == 0 {
+                self.pending = true;
+                self.count = cfg.pair_delay;
+            }
+        } else {
+            self.pending = false;
+        }
+        if partner && (cfg.pair_dst as usize) < self.channels {
+            fire |= 1 << cfg.pair_dst;
+        }
+        let mask = if self.channels == 8 { 0xff } else { (1u8 << self.channels) - 1 };
+        self.out = if cfg.enable { fire & !self.out & mask } else { 0 };
+        pins
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const N: usize = 5;
+
+    fn set(uut: &mut TestSignal<N>, cfg: &TestSignalConfig) {
+        uut.enable.next = cfg.enable;
+        for c in 0..N {
+            uut.threshold[c].next = (cfg.threshold[c] as u64).into();
+        }
+        uut.pair_enable.next = cfg.pair_enable;
+        uut.pair_src.next = (cfg.pair_src as u64).into();
+        uut.pair_dst.next = (cfg.pair_dst as u64).into();
+        uut.pair_delay.next = (cfg.pair_delay as u64).into();
+    }
+
+    #[test]
+    fn test_signal_synthesizes() {
+        let mut uut = TestSignal::<N>::default();
+        uut.connect_all();
+        yosys_validate("test_signal", &generate_verilog(&uut)).unwrap();
+    }
+
+    #[test]
+    fn rust_hdl_block_matches_model() {
+        let cfgs = [
+            TestSignalConfig { enable: true, threshold: [3000, 100, 20000, 0, 65535, 0, 0, 0], ..Default::default() },
+            TestSignalConfig {
+                enable: true,
+                threshold: [4000, 0, 500, 500, 100, 0, 0, 0],
+                pair_enable: true,
+                pair_src: 0,
+                pair_dst: 1,
+                pair_delay: 7,
+            },
+        ];
+        let mut uut = TestSignal::<N>::default();
+        uut.connect_all();
+        let mut m = TestSignalModel::new(N);
+        let mut ones = 0;
+        for t in 0..6000 {
+            let cfg = &cfgs[(t / 3000) as usize];
+            set(&mut uut, cfg);
+            uut.clock.next = Clock::from(false);
+            simulate(&mut uut, 1000);
+            let hw = uut.pins.val().to_u8();
+            let sw = m.step(cfg);
+            assert_eq!(hw, sw, "tick {t}");
+            ones += sw.count_ones();
+            uut.clock.next = Clock::from(true);
+            simulate(&mut uut, 1000);
+        }
+        assert!(ones > 2000);
+    }
+
+    #[test]
+    fn rate_and_pair_delay() {
+        let thr = 655; // 1% per tick
+        let cfg = TestSignalConfig {
+            enable: true,
+            threshold: [thr, 0, thr, 0, 0, 0, 0, 0],
+            pair_enable: true,
+            pair_src: 0,
+            pair_dst: 1,
+            pair_delay: 25,
+        };
+        let mut m = TestSignalModel::new(N);
+        let ticks = 400_000;
+        let pins: Vec<u8> = (0..ticks).map(|_| m.step(&cfg)).collect();
+        // Channel 2: Poisson at ~1% per tick (minus the refractory tick).
+        let n2 = pins.iter().filter(|p| *p & 4 != 0).count() as f64;
+        let expect = ticks as f64 * 0.01 * 0.99;
+        assert!((n2 - expect).abs() < 5.0 * expect.sqrt(), "{n2} vs {expect}");
+        // Every channel-1 pulse is exactly 25 ticks after a channel-0 pulse.
+        let src: Vec<usize> = (0..ticks).filter(|&t| pins[t] & 1 != 0).collect();
+        let dst: Vec<usize> = (0..ticks).filter(|&t| pins[t] & 2 != 0).collect();
+        assert!(src.len() > 1000);
+        assert!(dst.len() + 1 >= src.len() && dst.len() <= src.len());
+        assert!(dst.iter().zip(&src).all(|(d, s)| d - s == 25));
+    }
+}
