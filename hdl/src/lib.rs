@@ -9,6 +9,7 @@
 //! * [`verilog`]: writes the Verilog of the blocks and tops.
 
 pub mod channel;
+pub mod coincidence;
 pub mod entry_fifo;
 pub mod tagfmt;
 pub mod tagger;
