@@ -54,7 +54,7 @@ pub struct Coincidence<const N: usize> {
     dh: DFF<Bits<N>>,
     age: [DFF<Bits<WINDOW_BITS>>; N],
     seen: DFF<Bits<N>>,
-    within: DFF<Bits<N>>,
+    near: DFF<Bits<N>>,
     coinc_r: DFF<Bits<GROUPS>>,
     dh2: DFF<Bits<N>>,
     singles: [DFF<Bits<COUNT_BITS>>; N],
@@ -68,7 +68,7 @@ pub struct Coincidence<const N: usize> {
     all_in: Signal<Local, Bit>,
     s_sum: [Signal<Local, Bits<COUNT_BITS>>; N],
     dh_next: Signal<Local, Bits<N>>,
-    within_next: Signal<Local, Bits<N>>,
+    near_next: Signal<Local, Bits<N>>,
     seen_next: Signal<Local, Bits<N>>,
     coinc_next: Signal<Local, Bits<GROUPS>>,
     c_sum: [Signal<Local, Bits<COUNT_BITS>>; GROUPS],
@@ -92,7 +92,7 @@ impl<const N: usize> Default for Coincidence<N> {
             dh: Default::default(),
             age: array_init::array_init(|_| Default::default()),
             seen: Default::default(),
-            within: Default::default(),
+            near: Default::default(),
             coinc_r: Default::default(),
             dh2: Default::default(),
             singles: array_init::array_init(|_| Default::default()),
@@ -106,7 +106,7 @@ impl<const N: usize> Default for Coincidence<N> {
             all_in: Default::default(),
             s_sum: array_init::array_init(|_| Default::default()),
             dh_next: Default::default(),
-            within_next: Default::default(),
+            near_next: Default::default(),
             seen_next: Default::default(),
             coinc_next: Default::default(),
             c_sum: array_init::array_init(|_| Default::default()),
@@ -117,7 +117,7 @@ impl<const N: usize> Default for Coincidence<N> {
 impl<const N: usize> Logic for Coincidence<N> {
     #[hdl_gen]
     fn update(&mut self) {
-        dff_setup!(self, clock, dh, seen, within, coinc_r, dh2, gate_left, gate_end, seq);
+        dff_setup!(self, clock, dh, seen, near, coinc_r, dh2, gate_left, gate_end, seq);
         // Delay compensation → registered delayed hits `dh`.
         self.dh_next.next = 0.into();
         for i in 0..N {
@@ -127,30 +127,30 @@ impl<const N: usize> Logic for Coincidence<N> {
             self.dh_next.next = self.dh_next.val().replace_bit(i, self.lines[i].data_out.val());
         }
         self.dh.d.next = self.dh_next.val();
-        // Ages: ticks since each channel's previous event; `within` = "previous event no
+        // Ages: ticks since each channel's previous event; `near` = "previous event no
         // more than W ticks ago", registered one tick ahead.
-        self.within_next.next = 0.into();
+        self.near_next.next = 0.into();
         self.seen_next.next = self.seen.q.val();
         for i in 0..N {
             self.age[i].clock.next = self.clock.val();
             self.age[i].d.next = self.age[i].q.val();
             if self.dh.q.val().get_bit(i) {
                 self.age[i].d.next = 1.into();
-                self.within_next.next = self.within_next.val().replace_bit(i, self.window.val() != 0);
+                self.near_next.next = self.near_next.val().replace_bit(i, self.window.val() != 0);
                 self.seen_next.next = self.seen_next.val().replace_bit(i, true);
             } else {
                 if self.age[i].q.val() != 255 {
                     self.age[i].d.next = self.age[i].q.val() + 1;
                 }
-                self.within_next.next = self
-                    .within_next
+                self.near_next.next = self
+                    .near_next
                     .val()
                     .replace_bit(i, self.seen.q.val().get_bit(i) & (self.age[i].q.val() < self.window.val()));
             }
         }
-        self.within.d.next = self.within_next.val();
+        self.near.d.next = self.near_next.val();
         self.seen.d.next = self.seen_next.val();
-        self.recent.next = self.dh.q.val() | self.within.q.val();
+        self.recent.next = self.dh.q.val() | self.near.q.val();
         // Groups.
         self.coinc_next.next = 0.into();
         for g in 0..GROUPS {
@@ -235,7 +235,7 @@ pub struct CoincidenceModel {
     dh: u8,
     age: [u8; 8],
     seen: u8,
-    within: u8,
+    near: u8,
     coinc_r: u8,
     dh2: u8,
     singles: [u32; 8],
@@ -270,7 +270,7 @@ impl CoincidenceModel {
             dh: 0,
             age: [0; 8],
             seen: 0,
-            within: 0,
+            near: 0,
             coinc_r: 0,
             dh2: 0,
             singles: [0; 8],
@@ -300,7 +300,7 @@ impl CoincidenceModel {
             let d = cfg.delay[c] as usize & MAX_DELAY;
             delayed |= self.history[d] & (1 << c);
         }
-        let recent = self.dh | self.within;
+        let recent = self.dh | self.near;
         let mut coinc = 0u8;
         for (g, &m) in cfg.group.iter().enumerate() {
             let m = m & ((1u16 << n) - 1) as u8;
@@ -308,19 +308,19 @@ impl CoincidenceModel {
                 coinc |= 1 << g;
             }
         }
-        let mut within = 0u8;
+        let mut near = 0u8;
         let mut age = self.age;
         for c in 0..n {
             if self.dh & (1 << c) != 0 {
                 age[c] = 1;
-                within |= ((cfg.window != 0) as u8) << c;
+                near |= ((cfg.window != 0) as u8) << c;
                 self.seen |= 1 << c;
             } else {
                 if self.age[c] != 255 {
                     age[c] = self.age[c] + 1;
                 }
                 if self.seen & (1 << c) != 0 && self.age[c] < cfg.window {
-                    within |= 1 << c;
+                    near |= 1 << c;
                 }
             }
         }
@@ -346,7 +346,7 @@ impl CoincidenceModel {
         self.counts = counts;
         self.dh2 = self.dh;
         self.coinc_r = coinc;
-        self.within = within;
+        self.near = near;
         self.age = age;
         self.dh = delayed;
         out

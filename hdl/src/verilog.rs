@@ -26,6 +26,72 @@ pub fn tagger_verilog() -> String {
     verilog_of(&mut SimTagger::default(), "time_tagger")
 }
 
+/// Verilog of every block that `qkd-sim` verilates, as (module name, Verilog text).
+pub fn sim_models() -> Vec<(&'static str, String)> {
+    vec![
+        ("time_tagger", tagger_verilog()),
+        ("coincidence", verilog_of(&mut crate::coincidence::Coincidence::<TAGGER_CHANNELS>::default(), "coincidence")),
+        ("test_signal", verilog_of(&mut crate::testsig::TestSignal::<TAGGER_CHANNELS>::default(), "test_signal")),
+    ]
+}
+
+/// Direction of a module port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortDir {
+    /// An input.
+    Input,
+    /// An output.
+    Output,
+}
+
+/// One port of a generated module.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Port {
+    /// Name as in the Verilog (`dead_time$0`).
+    pub name: String,
+    /// Width, in bits.
+    pub width: usize,
+    /// Direction.
+    pub dir: PortDir,
+}
+
+impl Port {
+    /// The field name Verilator gives the port (`$` becomes `__024`).
+    pub fn verilator_name(&self) -> String {
+        self.name.replace('$', "__024")
+    }
+}
+
+/// The ports of module `module` in rust-hdl generated Verilog, in declaration order.
+pub fn ports_of(verilog: &str, module: &str) -> Vec<Port> {
+    let head = format!("module {module}(");
+    let Some(start) = verilog.find(&head) else { return Vec::new() };
+    let body = &verilog[start..];
+    let end = body.find("endmodule").unwrap_or(body.len());
+    let mut ports = Vec::new();
+    for line in body[..end].lines() {
+        let l = line.trim().trim_end_matches(';');
+        let (dir, rest) = if let Some(r) = l.strip_prefix("input wire") {
+            (PortDir::Input, r)
+        } else if let Some(r) = l.strip_prefix("output reg").or_else(|| l.strip_prefix("output wire")) {
+            (PortDir::Output, r)
+        } else {
+            continue;
+        };
+        let rest = rest.trim();
+        let (width, name) = match rest.strip_prefix('[') {
+            Some(r) => {
+                let (range, name) = r.split_once(']').unwrap_or(("0:0", r));
+                let hi: usize = range.split(':').next().and_then(|h| h.trim().parse().ok()).unwrap_or(0);
+                (hi + 1, name.trim())
+            }
+            None => (1, rest),
+        };
+        ports.push(Port { name: name.to_string(), width, dir });
+    }
+    ports
+}
+
 /// Writes a file only when its content changed (keeps build scripts from rebuilding).
 pub fn write_if_changed(path: &Path, text: &str) -> std::io::Result<bool> {
     if std::fs::read_to_string(path).ok().as_deref() == Some(text) {
@@ -36,6 +102,22 @@ pub fn write_if_changed(path: &Path, text: &str) -> std::io::Result<bool> {
     }
     std::fs::write(path, text)?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_of_the_tagger() {
+        let ports = ports_of(&tagger_verilog(), "time_tagger");
+        let names: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(&names[..4], &["clock", "pins", "enable", "falling"]);
+        let d = ports.iter().find(|p| p.name == "dead_time$4").unwrap();
+        assert_eq!((d.width, d.dir, d.verilator_name().as_str()), (16, PortDir::Input, "dead_time__0244"));
+        let o = ports.iter().find(|p| p.name == "data_out").unwrap();
+        assert_eq!((o.width, o.dir), (32, PortDir::Output));
+    }
 }
 
 /// Writes `time_tagger.v` and one `top_<board>.v` per board into `dir`; returns the paths.

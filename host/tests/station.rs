@@ -111,7 +111,8 @@ fn decoy_bb84_over_tcp_with_ldpc() {
 
 #[test]
 fn bbm92_symmetric_over_tcp() {
-    let model = EntangledModel { pairs: 600_000, ..Default::default() };
+    // Enough pairs that the key outgrows the MAC key Cascade's round trips consume (refilled).
+    let model = EntangledModel { pairs: 2_000_000, ..Default::default() };
     let (da, db) = synthetic::entangled(&model, &mut ChaCha20Rng::seed_from_u64(3));
     let cfg = StationConfig {
         protocol: Protocol::Bbm92 { window: 3, offset: model.offset_ticks as i64, bob_flip: [false, false] },

@@ -1,43 +1,116 @@
-//! The Verilated time tagger (`qkd_hdl::verilog::SimTagger`), driven from Rust.
+//! The Verilated gateware blocks, driven from Rust.
 //!
-//! Ports are raw pointers into the Verilated model, so setting an input or reading an output
-//! is a memory access; only `eval` crosses the FFI boundary (twice per clock tick).
+//! Ports are raw pointers into the Verilated model, looked up once by name, so setting an
+//! input or reading an output is a memory access; only `eval` crosses the FFI boundary (twice
+//! per clock tick).
 
-use std::ffi::c_void;
+use std::ffi::{c_char, c_void, CString};
 use std::ptr::NonNull;
 
+use qkd_hdl::coincidence::{CoincidenceConfig, CoincidenceOutputs, GROUPS};
 use qkd_hdl::tagger_model::{ReadPort, TaggerConfig};
+use qkd_hdl::testsig::TestSignalConfig;
 use qkd_hdl::verilog::TAGGER_CHANNELS;
 
-#[repr(C)]
-struct RawPorts {
+/// The C functions of one Verilated module's shim.
+struct Shim {
+    new: unsafe extern "C" fn() -> *mut c_void,
+    delete: unsafe extern "C" fn(*mut c_void),
+    eval: unsafe extern "C" fn(*mut c_void),
+    port: unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void,
+}
+
+macro_rules! shim {
+    ($new:ident, $delete:ident, $eval:ident, $port:ident) => {{
+        extern "C" {
+            fn $new() -> *mut c_void;
+            fn $delete(p: *mut c_void);
+            fn $eval(p: *mut c_void);
+            fn $port(p: *mut c_void, name: *const c_char) -> *mut c_void;
+        }
+        Shim { new: $new, delete: $delete, eval: $eval, port: $port }
+    }};
+}
+
+extern "C" {
+    fn qkd_time_tagger_run_cpp(p: *mut c_void, stim: *const u8, n: u64, pops: *mut u64) -> u64;
+}
+
+/// One Verilated model instance, owned.
+struct Model {
+    handle: NonNull<c_void>,
+    shim: Shim,
+}
+
+impl Model {
+    fn new(shim: Shim) -> Self {
+        // SAFETY: the shim's `new` returns a fresh, owned model.
+        let handle = NonNull::new(unsafe { (shim.new)() }).expect("Verilated model allocation failed");
+        Self { handle, shim }
+    }
+
+    /// A pointer to port `name`, valid for the model's lifetime.
+    ///
+    /// # Panics
+    /// If the module has no such port (a mismatch between the gateware and this wrapper).
+    fn port<T>(&self, name: &str) -> *mut T {
+        let c = CString::new(name).expect("port name");
+        // SAFETY: the handle is live; the shim returns null for unknown names.
+        let p = unsafe { (self.shim.port)(self.handle.as_ptr(), c.as_ptr()) };
+        assert!(!p.is_null(), "the Verilated module has no port {name}");
+        p.cast()
+    }
+
+    #[inline]
+    fn eval(&mut self) {
+        // SAFETY: the handle is live.
+        unsafe { (self.shim.eval)(self.handle.as_ptr()) }
+    }
+}
+
+impl Drop for Model {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from the shim's `new` and is deleted once.
+        unsafe { (self.shim.delete)(self.handle.as_ptr()) }
+    }
+}
+
+// A Verilated model is owned exclusively by its wrapper and may move between threads.
+unsafe impl Send for Model {}
+
+/// Writes a value to an input port.
+#[inline]
+fn put<T>(p: *mut T, v: T) {
+    // SAFETY: every port pointer stays valid while its model lives, and the wrappers hold
+    // both together.
+    unsafe { *p = v }
+}
+
+/// Reads a port.
+#[inline]
+fn get<T: Copy>(p: *mut T) -> T {
+    // SAFETY: as for `put`.
+    unsafe { *p }
+}
+
+/// Mask of the [`TAGGER_CHANNELS`] channel bits.
+const CH_MASK: u8 = ((1u16 << TAGGER_CHANNELS) - 1) as u8;
+
+/// The Verilated time tagger (`qkd_hdl::verilog::SimTagger`), in its power-on state.
+pub struct VerilatedTagger {
+    m: Model,
     clock: *mut u8,
     pins: *mut u8,
     enable: *mut u8,
     falling: *mut u8,
-    dead_time: [*mut u16; 8],
+    dead_time: Vec<*mut u16>,
     read: *mut u8,
     data_out: *mut u32,
     empty: *mut u8,
     occupancy: *mut u16,
-}
-
-extern "C" {
-    fn tt_new() -> *mut c_void;
-    fn tt_delete(p: *mut c_void);
-    fn tt_eval(p: *mut c_void);
-    fn tt_ports(p: *mut c_void, out: *mut RawPorts);
-    fn tt_run_cpp(p: *mut c_void, stim: *const u8, n: u64, pops: *mut u64) -> u64;
-}
-
-/// The Verilated time tagger with [`TAGGER_CHANNELS`] channels, in its power-on state.
-pub struct VerilatedTagger {
-    handle: NonNull<c_void>,
-    ports: RawPorts,
     ticks: u64,
 }
 
-// The model is owned exclusively by this value; Verilator models may move between threads.
 unsafe impl Send for VerilatedTagger {}
 
 impl Default for VerilatedTagger {
@@ -52,29 +125,33 @@ impl VerilatedTagger {
 
     /// A new model, evaluated once so that its outputs are valid.
     pub fn new() -> Self {
-        // SAFETY: tt_new returns a fresh, owned model; tt_ports fills pointers to its fields,
-        // which live as long as the model.
-        unsafe {
-            let handle = NonNull::new(tt_new()).expect("tt_new returned null");
-            let mut ports = std::mem::MaybeUninit::<RawPorts>::uninit();
-            tt_ports(handle.as_ptr(), ports.as_mut_ptr());
-            let ports = ports.assume_init();
-            *ports.clock = 0;
-            tt_eval(handle.as_ptr());
-            Self { handle, ports, ticks: 0 }
-        }
+        let mut m = Model::new(shim!(qkd_time_tagger_new, qkd_time_tagger_delete, qkd_time_tagger_eval, qkd_time_tagger_port));
+        let t = Self {
+            clock: m.port("clock"),
+            pins: m.port("pins"),
+            enable: m.port("enable"),
+            falling: m.port("falling"),
+            dead_time: (0..TAGGER_CHANNELS).map(|c| m.port(&format!("dead_time${c}"))).collect(),
+            read: m.port("read"),
+            data_out: m.port("data_out"),
+            empty: m.port("empty"),
+            occupancy: m.port("occupancy"),
+            ticks: 0,
+            m: {
+                m.eval();
+                m
+            },
+        };
+        put(t.clock, 0);
+        t
     }
 
     /// Applies a configuration to the input ports (it takes effect at the next clock edge).
     pub fn set_config(&mut self, cfg: &TaggerConfig) {
-        let mask = ((1u16 << TAGGER_CHANNELS) - 1) as u8;
-        // SAFETY: the pointers are valid for the model's lifetime (see `new`).
-        unsafe {
-            *self.ports.enable = cfg.enable & mask;
-            *self.ports.falling = cfg.falling & mask;
-            for (c, &d) in cfg.dead_time.iter().enumerate().take(TAGGER_CHANNELS) {
-                *self.ports.dead_time[c] = d;
-            }
+        put(self.enable, cfg.enable & CH_MASK);
+        put(self.falling, cfg.falling & CH_MASK);
+        for (p, &d) in self.dead_time.iter().zip(&cfg.dead_time) {
+            put(*p, d);
         }
     }
 
@@ -82,25 +159,21 @@ impl VerilatedTagger {
     /// port showed during the tick (as [`qkd_hdl::tagger_model::TaggerModel::step`] does).
     #[inline]
     pub fn step(&mut self, pins: u8, read: bool) -> ReadPort {
-        // SAFETY: the pointers are valid for the model's lifetime (see `new`).
-        unsafe {
-            *self.ports.pins = pins & ((1u16 << TAGGER_CHANNELS) - 1) as u8;
-            *self.ports.read = read as u8;
-            let empty = *self.ports.empty != 0;
-            let data = *self.ports.data_out;
-            *self.ports.clock = 1;
-            tt_eval(self.handle.as_ptr());
-            *self.ports.clock = 0;
-            tt_eval(self.handle.as_ptr());
-            self.ticks += 1;
-            ReadPort { empty, popped: (read && !empty).then_some(data) }
-        }
+        put(self.pins, pins & CH_MASK);
+        put(self.read, read as u8);
+        let empty = get(self.empty) != 0;
+        let data = get(self.data_out);
+        put(self.clock, 1);
+        self.m.eval();
+        put(self.clock, 0);
+        self.m.eval();
+        self.ticks += 1;
+        ReadPort { empty, popped: (read && !empty).then_some(data) }
     }
 
     /// Entries in the event FIFO, as the writer counts them.
     pub fn occupancy(&self) -> u16 {
-        // SAFETY: valid pointer (see `new`).
-        unsafe { *self.ports.occupancy }
+        get(self.occupancy)
     }
 
     /// Ticks run so far.
@@ -112,8 +185,8 @@ impl VerilatedTagger {
     /// baseline of the speed benchmark. Returns (records popped, checksum of them).
     pub fn run_cpp(&mut self, stim: &[u8]) -> (u64, u64) {
         let mut pops = 0;
-        // SAFETY: `stim` is a valid slice for the duration of the call.
-        let sum = unsafe { tt_run_cpp(self.handle.as_ptr(), stim.as_ptr(), stim.len() as u64, &mut pops) };
+        // SAFETY: the handle is live and `stim` valid for the call.
+        let sum = unsafe { qkd_time_tagger_run_cpp(self.m.handle.as_ptr(), stim.as_ptr(), stim.len() as u64, &mut pops) };
         self.ticks += stim.len() as u64;
         (pops, sum)
     }
@@ -131,9 +204,137 @@ impl VerilatedTagger {
     }
 }
 
-impl Drop for VerilatedTagger {
-    fn drop(&mut self) {
-        // SAFETY: the handle came from tt_new and is deleted once.
-        unsafe { tt_delete(self.handle.as_ptr()) }
+/// The Verilated coincidence counter (`qkd_hdl::coincidence::Coincidence`, 5 channels).
+pub struct VerilatedCoincidence {
+    m: Model,
+    clock: *mut u8,
+    hits: *mut u8,
+    delay: Vec<*mut u8>,
+    window: *mut u8,
+    group: Vec<*mut u8>,
+    gate: *mut u32,
+    coinc: *mut u8,
+    singles: Vec<*mut u32>,
+    counts: Vec<*mut u32>,
+    gate_seq: *mut u16,
+}
+
+unsafe impl Send for VerilatedCoincidence {}
+
+impl Default for VerilatedCoincidence {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl VerilatedCoincidence {
+    /// A new model, evaluated once.
+    pub fn new() -> Self {
+        let mut m = Model::new(shim!(qkd_coincidence_new, qkd_coincidence_delete, qkd_coincidence_eval, qkd_coincidence_port));
+        m.eval();
+        Self {
+            clock: m.port("clock"),
+            hits: m.port("hits"),
+            delay: (0..TAGGER_CHANNELS).map(|c| m.port(&format!("delay${c}"))).collect(),
+            window: m.port("window"),
+            group: (0..GROUPS).map(|g| m.port(&format!("group${g}"))).collect(),
+            gate: m.port("gate"),
+            coinc: m.port("coinc"),
+            singles: (0..TAGGER_CHANNELS).map(|c| m.port(&format!("singles_latched${c}"))).collect(),
+            counts: (0..GROUPS).map(|g| m.port(&format!("coinc_latched${g}"))).collect(),
+            gate_seq: m.port("gate_seq"),
+            m,
+        }
+    }
+
+    /// Applies a configuration to the input ports.
+    pub fn set_config(&mut self, cfg: &CoincidenceConfig) {
+        for (p, &d) in self.delay.iter().zip(&cfg.delay) {
+            put(*p, d);
+        }
+        put(self.window, cfg.window);
+        for (p, &g) in self.group.iter().zip(&cfg.group) {
+            put(*p, g & CH_MASK);
+        }
+        put(self.gate, cfg.gate);
+    }
+
+    /// One tick with channel events `hits`; returns the outputs shown during the tick.
+    pub fn step(&mut self, hits: u8) -> CoincidenceOutputs {
+        put(self.hits, hits & CH_MASK);
+        let mut out = CoincidenceOutputs { coinc: get(self.coinc), gate_seq: get(self.gate_seq), singles: [0; 8], counts: [0; GROUPS] };
+        for (o, p) in out.singles.iter_mut().zip(&self.singles) {
+            *o = get(*p);
+        }
+        for (o, p) in out.counts.iter_mut().zip(&self.counts) {
+            *o = get(*p);
+        }
+        put(self.clock, 1);
+        self.m.eval();
+        put(self.clock, 0);
+        self.m.eval();
+        out
+    }
+}
+
+/// The Verilated test-signal generator (`qkd_hdl::testsig::TestSignal`, 5 channels).
+pub struct VerilatedTestSignal {
+    m: Model,
+    clock: *mut u8,
+    enable: *mut u8,
+    threshold: Vec<*mut u16>,
+    pair_enable: *mut u8,
+    pair_src: *mut u8,
+    pair_dst: *mut u8,
+    pair_delay: *mut u16,
+    pins: *mut u8,
+}
+
+unsafe impl Send for VerilatedTestSignal {}
+
+impl Default for VerilatedTestSignal {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl VerilatedTestSignal {
+    /// A new model, evaluated once.
+    pub fn new() -> Self {
+        let mut m = Model::new(shim!(qkd_test_signal_new, qkd_test_signal_delete, qkd_test_signal_eval, qkd_test_signal_port));
+        m.eval();
+        Self {
+            clock: m.port("clock"),
+            enable: m.port("enable"),
+            threshold: (0..TAGGER_CHANNELS).map(|c| m.port(&format!("threshold${c}"))).collect(),
+            pair_enable: m.port("pair_enable"),
+            pair_src: m.port("pair_src"),
+            pair_dst: m.port("pair_dst"),
+            pair_delay: m.port("pair_delay"),
+            pins: m.port("pins"),
+            m,
+        }
+    }
+
+    /// Applies a configuration to the input ports.
+    pub fn set_config(&mut self, cfg: &TestSignalConfig) {
+        put(self.enable, cfg.enable as u8);
+        for (p, &t) in self.threshold.iter().zip(&cfg.threshold) {
+            put(*p, t);
+        }
+        put(self.pair_enable, cfg.pair_enable as u8);
+        put(self.pair_src, cfg.pair_src & 7);
+        put(self.pair_dst, cfg.pair_dst & 7);
+        put(self.pair_delay, cfg.pair_delay);
+    }
+
+    /// One tick; returns the pins shown during the tick.
+    pub fn step(&mut self) -> u8 {
+        let pins = get(self.pins);
+        put(self.clock, 1);
+        self.m.eval();
+        put(self.clock, 0);
+        self.m.eval();
+        pins
     }
 }

@@ -159,13 +159,20 @@ pub fn bb84_key_length(input: &Bb84Input) -> Result<Bb84KeyLength, FiniteKeyErro
     check_eps("eps_sec", input.eps_sec)?;
     check_eps("eps_cor", input.eps_cor)?;
     if input.n == 0 {
-        return Err(FiniteKeyError::EmptySample { name: "n (raw key bits)" });
+        return Err(FiniteKeyError::EmptySample {
+            name: "n (raw key bits)",
+        });
     }
     if input.k == 0 {
-        return Err(FiniteKeyError::EmptySample { name: "k (parameter-estimation bits)" });
+        return Err(FiniteKeyError::EmptySample {
+            name: "k (parameter-estimation bits)",
+        });
     }
     if !(0.0..=1.0).contains(&input.q_tol) {
-        return Err(FiniteKeyError::InvalidRate { name: "q_tol", value: input.q_tol });
+        return Err(FiniteKeyError::InvalidRate {
+            name: "q_tol",
+            value: input.q_tol,
+        });
     }
     let (n, k) = (input.n as f64, input.k as f64);
     let mu = ((n + k) / (n * k) * (k + 1.0) / k * (4.0 / input.eps_sec).ln()).sqrt();
@@ -276,7 +283,11 @@ pub fn decoy_key_length(input: &DecoyInput) -> Result<DecoyKeyLength, FiniteKeyE
         input.z_errors.iter().zip(&input.z_detections).enumerate()
     {
         if errors > detections {
-            return Err(FiniteKeyError::ErrorsExceedDetections { index, errors, detections });
+            return Err(FiniteKeyError::ErrorsExceedDetections {
+                index,
+                errors,
+                detections,
+            });
         }
     }
 
@@ -298,7 +309,8 @@ pub fn decoy_key_length(input: &DecoyInput) -> Result<DecoyKeyLength, FiniteKeyE
     // Eqs. (2) and (3).
     let vacuum_and_single = |lower: &[f64; 3], upper: &[f64; 3]| -> (f64, f64) {
         let s0 = (tau0 * (m2 * lower[2] - m3 * upper[1]) / (m2 - m3)).max(0.0);
-        let s1 = tau1 * m1
+        let s1 = tau1
+            * m1
             * (lower[1] - upper[2] - (m2 * m2 - m3 * m3) / (m1 * m1) * (upper[0] - s0 / tau0))
             / (m1 * (m2 - m3) - m2 * m2 + m3 * m3);
         (s0, s1.max(0.0))
@@ -315,7 +327,11 @@ pub fn decoy_key_length(input: &DecoyInput) -> Result<DecoyKeyLength, FiniteKeyE
     let (gamma, phase_error) = if s_z1 > 0.0 && s_x1 > 0.0 {
         let b_obs = v_z1 / s_z1;
         let b = b_obs.max(1.0 / s_z1);
-        let g = if b >= 0.5 { 0.0 } else { gamma_lim(input.eps_sec, b, s_z1, s_x1) };
+        let g = if b >= 0.5 {
+            0.0
+        } else {
+            gamma_lim(input.eps_sec, b, s_z1, s_x1)
+        };
         (g, (b_obs + g).min(0.5))
     } else {
         (0.0, 0.5)
@@ -387,10 +403,18 @@ mod tests {
         let r = bb84_key_length(&input).unwrap();
         assert!(close(r.mu, 0.016387076723370947, 1e-12), "mu {}", r.mu);
         assert!(close(r.phase_entropy, 0.22547445197520305, 1e-12));
-        assert!(close(r.raw_length, 618823.280541476, 1e-12), "raw {}", r.raw_length);
+        assert!(
+            close(r.raw_length, 618823.280541476, 1e-12),
+            "raw {}",
+            r.raw_length
+        );
         assert_eq!(r.length_bits, 618_823);
         // A 128-bit tag costs more than log2(2/1e-15) ≈ 50.8 bits: 77.2 bits fewer.
-        let tagged = bb84_key_length(&Bb84Input { verify_tag_bits: 128, ..input }).unwrap();
+        let tagged = bb84_key_length(&Bb84Input {
+            verify_tag_bits: 128,
+            ..input
+        })
+        .unwrap();
         assert_eq!(tagged.correctness_cost_bits, 128.0);
         assert_eq!(tagged.length_bits, 618_746);
     }
@@ -441,17 +465,28 @@ mod tests {
         for bad in [
             Bb84Input { eps_sec: 0.0, ..ok },
             Bb84Input { eps_sec: 1.0, ..ok },
-            Bb84Input { eps_cor: -1e-3, ..ok },
-            Bb84Input { eps_cor: f64::NAN, ..ok },
+            Bb84Input {
+                eps_cor: -1e-3,
+                ..ok
+            },
+            Bb84Input {
+                eps_cor: f64::NAN,
+                ..ok
+            },
             Bb84Input { n: 0, ..ok },
             Bb84Input { k: 0, ..ok },
             Bb84Input { q_tol: -0.01, ..ok },
             Bb84Input { q_tol: 1.5, ..ok },
-            Bb84Input { q_tol: f64::NAN, ..ok },
+            Bb84Input {
+                q_tol: f64::NAN,
+                ..ok
+            },
         ] {
             assert!(bb84_key_length(&bad).is_err(), "{bad:?} accepted");
         }
-        let msg = bb84_key_length(&Bb84Input { eps_sec: 2.0, ..ok }).unwrap_err().to_string();
+        let msg = bb84_key_length(&Bb84Input { eps_sec: 2.0, ..ok })
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("eps_sec") && msg.contains('2'), "{msg}");
     }
 
@@ -496,7 +531,12 @@ mod tests {
                 298_835_650,
             )
         } else {
-            ([28_286_013, 1_621_132, 2_592], [349_210, 20_014, 32], [3_533, 212, 6], 2_839_707)
+            (
+                [28_286_013, 1_621_132, 2_592],
+                [349_210, 20_014, 32],
+                [3_533, 212, 6],
+                2_839_707,
+            )
         };
         DecoyInput {
             intensities: [0.5, 0.1, 0.0002],
@@ -516,13 +556,24 @@ mod tests {
         let r = decoy_key_length(&decoy_example(false)).unwrap();
         assert!(close(r.tau[0], 0.7055189474059019, 1e-12));
         assert!(close(r.tau[1], 0.23040247526054086, 1e-12));
-        assert_eq!(r.s_x0, 0.0, "vacuum bound is negative for this block and clamps to 0");
+        assert_eq!(
+            r.s_x0, 0.0,
+            "vacuum bound is negative for this block and clamps to 0"
+        );
         assert!(close(r.s_x1, 17204701.07706723, 1e-10), "s_x1 {}", r.s_x1);
         assert!(close(r.s_z1, 124442.70822305534, 1e-10), "s_z1 {}", r.s_z1);
         assert!(close(r.v_z1, 10492.826785069254, 1e-10), "v_z1 {}", r.v_z1);
-        assert!(close(r.gamma, 0.007476693570752257, 1e-9), "gamma {}", r.gamma);
+        assert!(
+            close(r.gamma, 0.007476693570752257, 1e-9),
+            "gamma {}",
+            r.gamma
+        );
         assert!(close(r.phase_error, 0.0917952280586192, 1e-10));
-        assert!(close(r.raw_length, 6752775.667405911, 1e-10), "raw {}", r.raw_length);
+        assert!(
+            close(r.raw_length, 6752775.667405911, 1e-10),
+            "raw {}",
+            r.raw_length
+        );
         assert_eq!(r.length_bits, 6_752_775);
     }
 
@@ -536,7 +587,11 @@ mod tests {
         assert!(close(r.v_z1, 343593.92628053355, 1e-10));
         assert!(close(r.gamma, 0.0002480856718782144, 1e-9));
         assert!(close(r.phase_error, 0.016337721656900846, 1e-10));
-        assert!(close(r.raw_length, 1287639483.1046898, 1e-10), "raw {}", r.raw_length);
+        assert!(
+            close(r.raw_length, 1287639483.1046898, 1e-10),
+            "raw {}",
+            r.raw_length
+        );
         assert_eq!(r.length_bits, 1_287_639_483);
     }
 
@@ -550,8 +605,8 @@ mod tests {
             let f = 0.5 * step as f64;
             let mut input = base;
             for i in 0..3 {
-                input.z_errors[i] = ((base.z_errors[i] as f64 * f).round() as u64)
-                    .min(input.z_detections[i]);
+                input.z_errors[i] =
+                    ((base.z_errors[i] as f64 * f).round() as u64).min(input.z_detections[i]);
             }
             let l = decoy_key_length(&input).unwrap().length_bits;
             assert!(l <= last, "length rose to {l} at error scale {f}");
@@ -578,24 +633,57 @@ mod tests {
         let bad_inputs = [
             DecoyInput { eps_sec: 0.0, ..ok },
             DecoyInput { eps_cor: 1.0, ..ok },
-            DecoyInput { intensities: [0.5, 0.1, -0.01], ..ok },
-            DecoyInput { intensities: [0.5, 0.1, 0.1], ..ok },
-            DecoyInput { intensities: [0.15, 0.1, 0.06], ..ok },
-            DecoyInput { intensities: [f64::NAN, 0.1, 0.0], ..ok },
-            DecoyInput { probabilities: [0.7, 0.2, 0.2], ..ok },
-            DecoyInput { probabilities: [0.8, 0.2, 0.0], ..ok },
-            DecoyInput { z_errors: [3_533, 212, 33], ..ok },
+            DecoyInput {
+                intensities: [0.5, 0.1, -0.01],
+                ..ok
+            },
+            DecoyInput {
+                intensities: [0.5, 0.1, 0.1],
+                ..ok
+            },
+            DecoyInput {
+                intensities: [0.15, 0.1, 0.06],
+                ..ok
+            },
+            DecoyInput {
+                intensities: [f64::NAN, 0.1, 0.0],
+                ..ok
+            },
+            DecoyInput {
+                probabilities: [0.7, 0.2, 0.2],
+                ..ok
+            },
+            DecoyInput {
+                probabilities: [0.8, 0.2, 0.0],
+                ..ok
+            },
+            DecoyInput {
+                z_errors: [3_533, 212, 33],
+                ..ok
+            },
         ];
         for bad in bad_inputs {
             assert!(decoy_key_length(&bad).is_err(), "{bad:?} accepted");
         }
-        let err = decoy_key_length(&DecoyInput { z_errors: [3_533, 212, 33], ..ok }).unwrap_err();
+        let err = decoy_key_length(&DecoyInput {
+            z_errors: [3_533, 212, 33],
+            ..ok
+        })
+        .unwrap_err();
         assert_eq!(
             err,
-            FiniteKeyError::ErrorsExceedDetections { index: 2, errors: 33, detections: 32 }
+            FiniteKeyError::ErrorsExceedDetections {
+                index: 2,
+                errors: 33,
+                detections: 32
+            }
         );
         // A vacuum weak decoy (μ3 = 0) is allowed.
-        assert!(decoy_key_length(&DecoyInput { intensities: [0.5, 0.1, 0.0], ..ok }).is_ok());
+        assert!(decoy_key_length(&DecoyInput {
+            intensities: [0.5, 0.1, 0.0],
+            ..ok
+        })
+        .is_ok());
     }
 
     #[test]

@@ -40,6 +40,13 @@ impl SecretBits {
     /// If `words` holds fewer than `len` bits.
     pub fn from_words(words: Vec<u64>, len: usize) -> Self {
         assert!(words.len() * 64 >= len, "from_words: {} words hold fewer than {len} bits", words.len());
+        let mut words = words;
+        words.truncate(len.div_ceil(64));
+        if len % 64 != 0 {
+            if let Some(last) = words.last_mut() {
+                *last &= (1u64 << (len % 64)) - 1;
+            }
+        }
         let mut bits = BitVec::<u64, Lsb0>::from_vec(words);
         bits.truncate(len);
         Self { bits }
@@ -94,7 +101,8 @@ impl SecretBits {
         &mut self.bits
     }
 
-    /// The packed words (LSB-first). Bits past `len()` in the last word are zero.
+    /// The packed words (LSB-first). Bits past `len()` in the last word are unspecified:
+    /// mask them before use.
     pub fn words(&self) -> &[u64] {
         self.bits.as_raw_slice()
     }
@@ -112,7 +120,12 @@ impl SecretBits {
     /// Number of positions where `self` and `other` differ (they must have equal length).
     pub fn hamming_distance(&self, other: &SecretBits) -> usize {
         assert_eq!(self.len(), other.len(), "hamming_distance of strings of unequal length");
-        self.words().iter().zip(other.words()).map(|(a, b)| (a ^ b).count_ones() as usize).sum()
+        // Compare bit slices, not raw words: bits past `len` in the last word are not part of
+        // the string.
+        let full = self.len() / 64;
+        let head: usize =
+            self.words()[..full].iter().zip(&other.words()[..full]).map(|(a, b)| (a ^ b).count_ones() as usize).sum();
+        head + (full * 64..self.len()).filter(|&i| self.get(i) != other.get(i)).count()
     }
 
     /// One `bool` per bit (a copy the caller must treat as secret).
@@ -155,6 +168,10 @@ mod tests {
         assert_eq!(b.words()[0], 0b1101);
         assert_eq!(format!("{b:?}"), "SecretBits(4 bits, redacted)");
         let c = SecretBits::from_words(vec![0b0101], 4);
-        assert_eq!(b.hamming_distance(&c), 2);
+        assert_eq!(b.hamming_distance(&c), 1);
+        // Junk past `len` in the source word is dropped.
+        let d = SecretBits::from_words(vec![u64::MAX], 3);
+        assert_eq!(d.words(), &[0b111]);
+        assert_eq!(d.hamming_distance(&SecretBits::from_bools(&[true, true, true])), 0);
     }
 }

@@ -184,7 +184,8 @@ impl StationConfig {
         if self.sift_mode == SiftMode::Symmetric && self.estimation.sample_fraction <= 0.0 {
             return bad("symmetric sifting discloses no test basis: set a sample fraction > 0".into());
         }
-        if !(self.eps_sec > 0.0 && self.eps_sec < 1.0) || !(self.eps_cor > 0.0 && self.eps_cor < 1.0) {
+        let in_unit = |x: f64| x > 0.0 && x < 1.0;
+        if !in_unit(self.eps_sec) || !in_unit(self.eps_cor) {
             return bad(format!("eps_sec {} and eps_cor {} must be in (0, 1)", self.eps_sec, self.eps_cor));
         }
         if self.verify_block_bits < 64 {

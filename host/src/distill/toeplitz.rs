@@ -16,10 +16,10 @@
 //!
 //! 1. X and S are cut into 32-bit pieces, each a polynomial of degree < 32 in t, and each stored
 //!    as an element of GF(2^64) in the polynomial basis. The product of two pieces has degree
-//!    ≤ 62, so it is never reduced by the field polynomial: field products *are* the GF(2)[t]
+//!    ≤ 62, so it is never reduced by the field polynomial: field products *are* the GF(2)\[t\]
 //!    products, and field sums are XOR. Hence the product of the piece sequences, computed in
-//!    GF(2^64)[z], gives exactly the pieces of S·X (z = t^32), which are overlap-added.
-//! 2. GF(2^64)[z] multiplication evaluates both polynomials at the 2^k points of a GF(2)-subspace
+//!    GF(2^64)\[z\], gives exactly the pieces of S·X (z = t^32), which are overlap-added.
+//! 2. GF(2^64)\[z\] multiplication evaluates both polynomials at the 2^k points of a GF(2)-subspace
 //!    of GF(2^64), multiplies pointwise and interpolates (2^k > degree of the product). The
 //!    transforms are the Lin–Chung–Han additive FFT in the "novel polynomial basis" built on a
 //!    Cantor basis β_0 = 1, β_i² + β_i = β_{i−1} (S.-J. Lin, W.-H. Chung, Y. S. Han, "Novel
@@ -30,10 +30,15 @@
 //!
 //! Every step is an identity of field arithmetic, so the result is exact by construction (unlike
 //! a floating-point FFT, there is no rounding to bound); tests compare it with
-//! [`toeplitz_direct`] on many sizes. Cost: O(N log N) field multiplications for N = 2^k pieces,
-//! with `pclmulqdq` (run-time detected) and rayon for the two halves of every transform.
+//! [`toeplitz_direct`] on many sizes. Cost: O(N log N) field multiplications for N = 2^k pieces
+//! (N = 2^23 for n = 10^8, m = n/2), done four at a time with AVX2 + VPCLMULQDQ, else one at a
+//! time with PCLMULQDQ, else in portable code (chosen at run time), with rayon splitting every
+//! transform and basis conversion across threads. Above the leaf size two FFT levels are fused
+//! per pass over memory, and the basis conversion runs in cache-sized tiles.
 //!
-//! No crate offers exact long GF(2)[t] multiplication (gf2x is C-only), hence this module.
+//! Intermediate arrays hold key-dependent values and are zeroized before they are freed.
+//!
+//! No crate offers exact long GF(2)\[t\] multiplication (gf2x is C-only), hence this module.
 
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -66,7 +71,9 @@ pub enum ToeplitzError {
         in_bits: usize,
     },
     /// The given seed does not have n + m − 1 bits.
-    #[error("Toeplitz seed has {got} bits; an {out_bits}x{in_bits} matrix needs n + m - 1 = {needed}")]
+    #[error(
+        "Toeplitz seed has {got} bits; an {out_bits}x{in_bits} matrix needs n + m - 1 = {needed}"
+    )]
     SeedLength {
         /// Bits in the seed given.
         got: usize,
@@ -158,10 +165,16 @@ fn with_seed(
         return Err(ToeplitzError::EmptyOutput);
     }
     if out_bits > n {
-        return Err(ToeplitzError::OutputTooLong { out_bits, in_bits: n });
+        return Err(ToeplitzError::OutputTooLong {
+            out_bits,
+            in_bits: n,
+        });
     }
     if n > MAX_INPUT_BITS {
-        return Err(ToeplitzError::InputTooLong { in_bits: n, max: MAX_INPUT_BITS });
+        return Err(ToeplitzError::InputTooLong {
+            in_bits: n,
+            max: MAX_INPUT_BITS,
+        });
     }
     let needed = seed_len(n, out_bits);
     let generated;
@@ -192,7 +205,7 @@ fn with_seed(
 /// Clears the bits at positions ≥ `len` (the words hold at least `len` bits).
 fn clear_tail(words: &mut [u64], len: usize) {
     let full = len / 64;
-    if len % 64 != 0 {
+    if !len.is_multiple_of(64) {
         words[full] &= (1u64 << (len % 64)) - 1;
     }
     let start = len.div_ceil(64);
@@ -229,7 +242,7 @@ fn direct_bit(x: &[u64], s: &[u64], n: usize, i: usize) -> bool {
 /// Bits per GF(2^64) element in the packed polynomials (products stay below 2^63).
 const PIECE_BITS: usize = 32;
 
-/// Bits `[n − 1, n − 1 + m)` of the GF(2)[t] product of `s` (n + m − 1 bits) and `x` (n bits),
+/// Bits `[n − 1, n − 1 + m)` of the GF(2)\[t\] product of `s` (n + m − 1 bits) and `x` (n bits),
 /// packed LSB-first, with the bits past `m` cleared.
 fn middle_product(x: &[u64], s: &[u64], n: usize, m: usize) -> Vec<u64> {
     let len_x = n.div_ceil(PIECE_BITS);
@@ -282,7 +295,7 @@ fn unpack_pieces(words: &[u64], pieces: usize, out: &mut [u64]) {
     }
 }
 
-/// Replaces `a` by the product of the GF(2^64)[z] polynomials `a` and `b` (both of length 2^k
+/// Replaces `a` by the product of the GF(2^64)\[z\] polynomials `a` and `b` (both of length 2^k
 /// with the product's degree below 2^k); `b` is overwritten with its transform.
 fn multiply_in_place(a: &mut [u64], b: &mut [u64], k: u32) {
     #[cfg(target_arch = "x86_64")]
@@ -388,7 +401,11 @@ impl Twiddles {
             }
             t
         };
-        Self { lo: table(0, lo_bits), hi: table(lo_bits, hi_bits), lo_bits }
+        Self {
+            lo: table(0, lo_bits),
+            hi: table(lo_bits, hi_bits),
+            lo_bits,
+        }
     }
 
     #[inline(always)]
@@ -405,12 +422,50 @@ trait Kernel: Copy + Send + Sync {
     fn block(self, a: &mut [u64], c0: usize, tw: &Twiddles, inverse: bool);
     /// One butterfly level between the halves `lo`, `hi` of a block with twiddle `lambda`.
     fn butterfly(self, lo: &mut [u64], hi: &mut [u64], lambda: u64, inverse: bool);
+    /// Two butterfly levels fused, on the quarters `q` of a block: the upper level pairs
+    /// (q0, q2) and (q1, q3) with twiddle `lams[0]`, the lower level pairs (q0, q1) with
+    /// `lams[1]` and (q2, q3) with `lams[2]`.
+    fn butterfly2(self, q: [&mut [u64]; 4], lams: [u64; 3], inverse: bool);
     /// `a[i] = a[i]·b[i]` in GF(2^64).
     fn pointwise(self, a: &mut [u64], b: &[u64]);
 }
 
 #[inline(always)]
-fn butterfly_body<M: gf64::ClMul>(m: M, lo: &mut [u64], hi: &mut [u64], lambda: u64, inverse: bool) {
+fn butterfly2_body<M: gf64::ClMul>(m: M, q: [&mut [u64]; 4], lams: [u64; 3], inverse: bool) {
+    let [q0, q1, q2, q3] = q;
+    for i in 0..q0.len() {
+        let (mut a0, mut a1, mut a2, mut a3) = (q0[i], q1[i], q2[i], q3[i]);
+        if inverse {
+            a1 ^= a0;
+            a0 ^= gf64::mul(m, lams[1], a1);
+            a3 ^= a2;
+            a2 ^= gf64::mul(m, lams[2], a3);
+            a2 ^= a0;
+            a0 ^= gf64::mul(m, lams[0], a2);
+            a3 ^= a1;
+            a1 ^= gf64::mul(m, lams[0], a3);
+        } else {
+            a0 ^= gf64::mul(m, lams[0], a2);
+            a2 ^= a0;
+            a1 ^= gf64::mul(m, lams[0], a3);
+            a3 ^= a1;
+            a0 ^= gf64::mul(m, lams[1], a1);
+            a1 ^= a0;
+            a2 ^= gf64::mul(m, lams[2], a3);
+            a3 ^= a2;
+        }
+        (q0[i], q1[i], q2[i], q3[i]) = (a0, a1, a2, a3);
+    }
+}
+
+#[inline(always)]
+fn butterfly_body<M: gf64::ClMul>(
+    m: M,
+    lo: &mut [u64],
+    hi: &mut [u64],
+    lambda: u64,
+    inverse: bool,
+) {
     if inverse {
         for (l, h) in lo.iter_mut().zip(hi.iter_mut()) {
             *h ^= *l;
@@ -451,6 +506,9 @@ impl Kernel for gf64::Soft {
     fn block(self, a: &mut [u64], c0: usize, tw: &Twiddles, inverse: bool) {
         block_body(self, a, c0, tw, inverse)
     }
+    fn butterfly2(self, q: [&mut [u64]; 4], lams: [u64; 3], inverse: bool) {
+        butterfly2_body(self, q, lams, inverse)
+    }
     fn butterfly(self, lo: &mut [u64], hi: &mut [u64], lambda: u64, inverse: bool) {
         butterfly_body(self, lo, hi, lambda, inverse)
     }
@@ -476,6 +534,10 @@ mod pclmul_kernels {
     unsafe fn pointwise(m: Pclmul, a: &mut [u64], b: &[u64]) {
         pointwise_body(m, a, b)
     }
+    #[target_feature(enable = "pclmulqdq,sse2")]
+    unsafe fn butterfly2(m: Pclmul, q: [&mut [u64]; 4], lams: [u64; 3], inverse: bool) {
+        butterfly2_body(m, q, lams, inverse)
+    }
 
     // SAFETY (all three): a `Pclmul` value exists only after run-time detection of pclmulqdq
     // and sse2, the features these functions are compiled for.
@@ -488,6 +550,9 @@ mod pclmul_kernels {
         }
         fn pointwise(self, a: &mut [u64], b: &[u64]) {
             unsafe { pointwise(self, a, b) }
+        }
+        fn butterfly2(self, q: [&mut [u64]; 4], lams: [u64; 3], inverse: bool) {
+            unsafe { butterfly2(self, q, lams, inverse) }
         }
     }
 }
@@ -555,7 +620,10 @@ mod vpclmul_kernels {
         } else {
             for i in (0..n4).step_by(4) {
                 let h = _mm256_loadu_si256(ph.add(i) as *const __m256i);
-                let l = _mm256_xor_si256(_mm256_loadu_si256(pl.add(i) as *const __m256i), mul4(h, lam));
+                let l = _mm256_xor_si256(
+                    _mm256_loadu_si256(pl.add(i) as *const __m256i),
+                    mul4(h, lam),
+                );
                 let h = _mm256_xor_si256(h, l);
                 _mm256_storeu_si256(pl.add(i) as *mut __m256i, l);
                 _mm256_storeu_si256(ph.add(i) as *mut __m256i, h);
@@ -566,7 +634,8 @@ mod vpclmul_kernels {
 
     #[target_feature(enable = "avx2,vpclmulqdq,pclmulqdq")]
     unsafe fn block(m: Vpclmul, a: &mut [u64], c0: usize, tw: &Twiddles, inverse: bool) {
-        let j = a.len().trailing_zeros();
+        let len = a.len();
+        let j = len.trailing_zeros();
         for step in 0..j {
             let i = if inverse { step } else { j - 1 - step };
             let h = 1usize << i;
@@ -575,10 +644,68 @@ mod vpclmul_kernels {
                 let (lo, hi) = blk.split_at_mut(h);
                 if h >= 4 {
                     butterfly(m, lo, hi, lambda, inverse);
-                } else {
+                } else if len < 8 {
                     butterfly_body(m.scalar, lo, hi, lambda, inverse);
+                } else {
+                    // h = 1 and h = 2 are done below, eight elements per step.
+                    break;
                 }
             }
+            if h < 4 && len >= 8 {
+                small_level(a, i, c0 << (j - 1 - i), tw, inverse);
+            }
+        }
+    }
+
+    /// Butterfly level i ∈ {0, 1} (h = 2^i) over all of `a` (length a multiple of 8), whose
+    /// first block has index `c_first`: two 4-lane registers hold two blocks of four (h = 2) or
+    /// four blocks of two (h = 1), rearranged into a lo vector and a hi vector.
+    #[inline]
+    #[target_feature(enable = "avx2,vpclmulqdq,pclmulqdq")]
+    unsafe fn small_level(a: &mut [u64], i: u32, c_first: usize, tw: &Twiddles, inverse: bool) {
+        let p = a.as_mut_ptr();
+        for step in 0..a.len() / 8 {
+            // SAFETY: 8·step + 8 <= a.len(), so both 32-byte accesses are in bounds.
+            let (pa, pb) = (
+                p.add(8 * step) as *mut __m256i,
+                p.add(8 * step + 4) as *mut __m256i,
+            );
+            let (x, y) = (_mm256_loadu_si256(pa), _mm256_loadu_si256(pb));
+            let (lo, hi, lam) = if i == 1 {
+                let c = c_first + 2 * step;
+                let (l0, l1) = (tw.lambda(c) as i64, tw.lambda(c + 1) as i64);
+                (
+                    _mm256_permute2x128_si256(x, y, 0x20),
+                    _mm256_permute2x128_si256(x, y, 0x31),
+                    _mm256_set_epi64x(l1, l1, l0, l0),
+                )
+            } else {
+                let c = c_first + 4 * step;
+                let l = |d: usize| tw.lambda(c + d) as i64;
+                // unpacklo/hi interleave per 128-bit lane: lanes hold blocks (0, 2 | 1, 3).
+                (
+                    _mm256_unpacklo_epi64(x, y),
+                    _mm256_unpackhi_epi64(x, y),
+                    _mm256_set_epi64x(l(3), l(1), l(2), l(0)),
+                )
+            };
+            let (lo, hi) = if inverse {
+                let hi = _mm256_xor_si256(hi, lo);
+                (_mm256_xor_si256(lo, mul4(hi, lam)), hi)
+            } else {
+                let lo = _mm256_xor_si256(lo, mul4(hi, lam));
+                (lo, _mm256_xor_si256(hi, lo))
+            };
+            let (x, y) = if i == 1 {
+                (
+                    _mm256_permute2x128_si256(lo, hi, 0x20),
+                    _mm256_permute2x128_si256(lo, hi, 0x31),
+                )
+            } else {
+                (_mm256_unpacklo_epi64(lo, hi), _mm256_unpackhi_epi64(lo, hi))
+            };
+            _mm256_storeu_si256(pa, x);
+            _mm256_storeu_si256(pb, y);
         }
     }
 
@@ -597,6 +724,56 @@ mod vpclmul_kernels {
         pointwise_body(m.scalar, &mut a[n4..n], &b[n4..n]);
     }
 
+    #[target_feature(enable = "avx2,vpclmulqdq,pclmulqdq")]
+    unsafe fn butterfly2(m: Vpclmul, q: [&mut [u64]; 4], lams: [u64; 3], inverse: bool) {
+        let n = q.iter().map(|x| x.len()).min().unwrap_or(0);
+        let n4 = n - n % 4;
+        let [l0, l1, l2] = lams.map(|l| _mm256_set1_epi64x(l as i64));
+        let p = [
+            q[0].as_mut_ptr(),
+            q[1].as_mut_ptr(),
+            q[2].as_mut_ptr(),
+            q[3].as_mut_ptr(),
+        ];
+        for i in (0..n4).step_by(4) {
+            // SAFETY: i + 4 <= n4 <= every quarter's length.
+            let at = |j: usize| p[j].add(i) as *mut __m256i;
+            let (mut a0, mut a1) = (_mm256_loadu_si256(at(0)), _mm256_loadu_si256(at(1)));
+            let (mut a2, mut a3) = (_mm256_loadu_si256(at(2)), _mm256_loadu_si256(at(3)));
+            if inverse {
+                a1 = _mm256_xor_si256(a1, a0);
+                a0 = _mm256_xor_si256(a0, mul4(a1, l1));
+                a3 = _mm256_xor_si256(a3, a2);
+                a2 = _mm256_xor_si256(a2, mul4(a3, l2));
+                a2 = _mm256_xor_si256(a2, a0);
+                a0 = _mm256_xor_si256(a0, mul4(a2, l0));
+                a3 = _mm256_xor_si256(a3, a1);
+                a1 = _mm256_xor_si256(a1, mul4(a3, l0));
+            } else {
+                a0 = _mm256_xor_si256(a0, mul4(a2, l0));
+                a2 = _mm256_xor_si256(a2, a0);
+                a1 = _mm256_xor_si256(a1, mul4(a3, l0));
+                a3 = _mm256_xor_si256(a3, a1);
+                a0 = _mm256_xor_si256(a0, mul4(a1, l1));
+                a1 = _mm256_xor_si256(a1, a0);
+                a2 = _mm256_xor_si256(a2, mul4(a3, l2));
+                a3 = _mm256_xor_si256(a3, a2);
+            }
+            _mm256_storeu_si256(at(0), a0);
+            _mm256_storeu_si256(at(1), a1);
+            _mm256_storeu_si256(at(2), a2);
+            _mm256_storeu_si256(at(3), a3);
+        }
+        let [q0, q1, q2, q3] = q;
+        let tail = [
+            &mut q0[n4..n],
+            &mut q1[n4..n],
+            &mut q2[n4..n],
+            &mut q3[n4..n],
+        ];
+        butterfly2_body(m.scalar, tail, lams, inverse);
+    }
+
     // SAFETY (all three): a `Vpclmul` value exists only after run-time detection of avx2,
     // vpclmulqdq and pclmulqdq, the features these functions are compiled for.
     impl Kernel for Vpclmul {
@@ -608,6 +785,9 @@ mod vpclmul_kernels {
         }
         fn pointwise(self, a: &mut [u64], b: &[u64]) {
             unsafe { pointwise(self, a, b) }
+        }
+        fn butterfly2(self, q: [&mut [u64]; 4], lams: [u64; 3], inverse: bool) {
+            unsafe { butterfly2(self, q, lams, inverse) }
         }
     }
 }
@@ -621,6 +801,9 @@ fn fft<K: Kernel>(kern: K, a: &mut [u64], c: usize, tw: &Twiddles, inverse: bool
             kern.block(a, c, tw, inverse);
         }
         return;
+    }
+    if a.len() / 2 > LEAF {
+        return fft_two_levels(kern, a, c, tw, inverse);
     }
     let half = a.len() / 2;
     let lambda = tw.lambda(c);
@@ -654,6 +837,53 @@ fn fft<K: Kernel>(kern: K, a: &mut [u64], c: usize, tw: &Twiddles, inverse: bool
     }
 }
 
+/// [`fft`] for blocks whose halves are still above the leaf size: the top two levels in one
+/// pass over memory, then the four quarters (blocks 4c..4c+3 two levels down).
+fn fft_two_levels<K: Kernel>(kern: K, a: &mut [u64], c: usize, tw: &Twiddles, inverse: bool) {
+    let quarter = a.len() / 4;
+    let lams = [tw.lambda(c), tw.lambda(2 * c), tw.lambda(2 * c + 1)];
+    let step = |a: &mut [u64]| {
+        let (l, h) = a.split_at_mut(2 * quarter);
+        let ((q0, q1), (q2, q3)) = (l.split_at_mut(quarter), h.split_at_mut(quarter));
+        if quarter >= PAR_MIN / 2 {
+            q0.par_chunks_mut(PAR_CHUNK)
+                .zip(q1.par_chunks_mut(PAR_CHUNK))
+                .zip(q2.par_chunks_mut(PAR_CHUNK))
+                .zip(q3.par_chunks_mut(PAR_CHUNK))
+                .for_each(|(((q0, q1), q2), q3)| kern.butterfly2([q0, q1, q2, q3], lams, inverse));
+        } else {
+            kern.butterfly2([q0, q1, q2, q3], lams, inverse);
+        }
+    };
+    if !inverse {
+        step(a);
+    }
+    {
+        let (l, h) = a.split_at_mut(2 * quarter);
+        let ((q0, q1), (q2, q3)) = (l.split_at_mut(quarter), h.split_at_mut(quarter));
+        let pair = |x: &mut [u64], y: &mut [u64], cx: usize| {
+            if quarter >= PAR_MIN {
+                rayon::join(
+                    || fft(kern, x, cx, tw, inverse),
+                    || fft(kern, y, cx + 1, tw, inverse),
+                );
+            } else {
+                fft(kern, x, cx, tw, inverse);
+                fft(kern, y, cx + 1, tw, inverse);
+            }
+        };
+        if quarter >= PAR_MIN {
+            rayon::join(|| pair(q0, q1, 4 * c), || pair(q2, q3, 4 * c + 2));
+        } else {
+            pair(q0, q1, 4 * c);
+            pair(q2, q3, 4 * c + 2);
+        }
+    }
+    if inverse {
+        step(a);
+    }
+}
+
 /// `dst ^= src`, split across rayon tasks when long.
 fn xor_into(dst: &mut [u64], src: &[u64]) {
     if dst.len() >= PAR_MIN {
@@ -683,6 +913,11 @@ fn to_novel(a: &mut [u64], k: u32, w: usize) {
     if tiled(a, w << k, |t| to_novel(t, k, w)) {
         return;
     }
+    if k == 4 && w == 1 {
+        a.chunks_exact_mut(16)
+            .for_each(|b| novel16(b.try_into().expect("16 words"), false));
+        return;
+    }
     let m = split_point(k);
     taylor(a, k, m, w, false);
     to_novel(a, k - m, w << m);
@@ -697,10 +932,55 @@ fn from_novel(a: &mut [u64], k: u32, w: usize) {
     if tiled(a, w << k, |t| from_novel(t, k, w)) {
         return;
     }
+    if k == 4 && w == 1 {
+        a.chunks_exact_mut(16)
+            .for_each(|b| novel16(b.try_into().expect("16 words"), true));
+        return;
+    }
     let m = split_point(k);
     from_novel(a, m, w);
     from_novel(a, k - m, w << m);
     taylor(a, k, m, w, true);
+}
+
+/// [`to_novel`] (or, with `inverse`, [`from_novel`]) for k = 4, w = 1 on one block of 16
+/// coefficients, with constant loop bounds so that it compiles to straight-line code (the
+/// general path spends most of its time in loop overhead at this size). The stages are those
+/// of the general path: Taylor levels 4 and 3 at y = x^4 + x (m = 2), the outer conversion
+/// (k = 2, w = 4) and the four inner ones (k = 2, w = 1).
+#[inline(always)]
+fn novel16(b: &mut [u64; 16], inverse: bool) {
+    if inverse {
+        stage16::<4, 2, 1>(b, true);
+        stage16::<16, 8, 4>(b, true);
+        stage16::<8, 4, 3>(b, true);
+        stage16::<16, 8, 6>(b, true);
+    } else {
+        stage16::<16, 8, 6>(b, false);
+        stage16::<8, 4, 3>(b, false);
+        stage16::<16, 8, 4>(b, false);
+        stage16::<4, 2, 1>(b, false);
+    }
+}
+
+/// One division stage of [`novel16`]: `b[p − DIST] ^= b[p]` for p in the upper half of every
+/// block of `BLOCK` words, top down (bottom up when undoing).
+#[inline(always)]
+fn stage16<const BLOCK: usize, const HALF: usize, const DIST: usize>(
+    b: &mut [u64; 16],
+    inverse: bool,
+) {
+    for base in (0..16).step_by(BLOCK) {
+        if inverse {
+            for p in HALF..BLOCK {
+                b[base + p - DIST] ^= b[base + p];
+            }
+        } else {
+            for p in (HALF..BLOCK).rev() {
+                b[base + p - DIST] ^= b[base + p];
+            }
+        }
+    }
 }
 
 /// Words per cache tile of the basis conversion.
@@ -800,7 +1080,10 @@ mod tests {
         let beta = cantor_basis();
         assert_eq!(beta[0], 1);
         for i in 1..64 {
-            assert_eq!(gf64::mul(gf64::Soft, beta[i], beta[i]) ^ beta[i], beta[i - 1]);
+            assert_eq!(
+                gf64::mul(gf64::Soft, beta[i], beta[i]) ^ beta[i],
+                beta[i - 1]
+            );
         }
         // Linearly independent over GF(2): rank 64.
         let mut rows: Vec<u64> = beta.to_vec();
@@ -899,7 +1182,9 @@ mod tests {
             let mut e = d.clone();
             fft(gf64::Soft, &mut e, 0, &tw, false);
             for (p, &ep) in e.iter().enumerate() {
-                let omega = (0..k).filter(|t| (p >> t) & 1 == 1).fold(0, |acc, t| acc ^ beta[t as usize]);
+                let omega = (0..k)
+                    .filter(|t| (p >> t) & 1 == 1)
+                    .fold(0, |acc, t| acc ^ beta[t as usize]);
                 let want = d.iter().enumerate().fold(0u64, |acc, (j, &dj)| {
                     let xj = (0..k).filter(|i| (j >> i) & 1 == 1).fold(1u64, |v, i| {
                         gf64::mul(gf64::Soft, v, subspace_poly(i, omega))
@@ -926,7 +1211,16 @@ mod tests {
     #[test]
     fn polynomial_product_matches_schoolbook() {
         let mut rng = ChaCha8Rng::seed_from_u64(13);
-        for (la, lb) in [(1, 1), (1, 5), (3, 2), (7, 9), (64, 64), (100, 29), (700, 1300), (3000, 2000)] {
+        for (la, lb) in [
+            (1, 1),
+            (1, 5),
+            (3, 2),
+            (7, 9),
+            (64, 64),
+            (100, 29),
+            (700, 1300),
+            (3000, 2000),
+        ] {
             let a: Vec<u64> = (0..la).map(|_| rng.gen()).collect();
             let b: Vec<u64> = (0..lb).map(|_| rng.gen()).collect();
             let want = schoolbook(&a, &b);
@@ -977,8 +1271,22 @@ mod tests {
     #[test]
     fn fast_matches_direct_on_many_sizes() {
         let mut rng = ChaCha8Rng::seed_from_u64(15);
-        let mut sizes = vec![(1usize, 1usize), (2, 1), (2, 2), (31, 17), (32, 32), (33, 1), (64, 63)];
-        sizes.extend([(65, 64), (127, 3), (1000, 999), (4097, 2048), (20_000, 10_001)]);
+        let mut sizes = vec![
+            (1usize, 1usize),
+            (2, 1),
+            (2, 2),
+            (31, 17),
+            (32, 32),
+            (33, 1),
+            (64, 63),
+        ];
+        sizes.extend([
+            (65, 64),
+            (127, 3),
+            (1000, 999),
+            (4097, 2048),
+            (20_000, 10_001),
+        ]);
         for _ in 0..40 {
             let n = rng.gen_range(1..6000);
             sizes.push((n, rng.gen_range(1..=n)));
@@ -1026,12 +1334,20 @@ mod tests {
         assert!(y1 == toeplitz_hash(&x1, m, ToeplitzSeed::Bits(&s)).unwrap());
         let y2 = toeplitz_hash(&x2, m, ToeplitzSeed::ChaCha20(key)).unwrap();
         let mut x12 = x1.clone();
-        x12.as_mut_bitslice().iter_mut().zip(x2.as_bitslice().iter()).for_each(|(mut a, b)| {
-            let v = *a ^ *b;
-            a.set(v);
-        });
+        x12.as_mut_bitslice()
+            .iter_mut()
+            .zip(x2.as_bitslice().iter())
+            .for_each(|(mut a, b)| {
+                let v = *a ^ *b;
+                a.set(v);
+            });
         let y12 = toeplitz_hash(&x12, m, ToeplitzSeed::ChaCha20(key)).unwrap();
-        let xor: Vec<bool> = y1.to_bools().iter().zip(y2.to_bools()).map(|(a, b)| a ^ b).collect();
+        let xor: Vec<bool> = y1
+            .to_bools()
+            .iter()
+            .zip(y2.to_bools())
+            .map(|(a, b)| a ^ b)
+            .collect();
         assert_eq!(y12.to_bools(), xor);
         // A different seed gives a different output (with overwhelming probability).
         assert!(y1 != toeplitz_hash(&x1, m, ToeplitzSeed::ChaCha20([43; 32])).unwrap());
@@ -1051,11 +1367,19 @@ mod tests {
         );
         assert_eq!(
             toeplitz_hash(&x, 101, ToeplitzSeed::ChaCha20([0; 32])).unwrap_err(),
-            ToeplitzError::OutputTooLong { out_bits: 101, in_bits: 100 }
+            ToeplitzError::OutputTooLong {
+                out_bits: 101,
+                in_bits: 100
+            }
         );
         assert_eq!(
             toeplitz_hash(&x, 51, ToeplitzSeed::Bits(&s)).unwrap_err(),
-            ToeplitzError::SeedLength { got: 149, needed: 150, out_bits: 51, in_bits: 100 }
+            ToeplitzError::SeedLength {
+                got: 149,
+                needed: 150,
+                out_bits: 51,
+                in_bits: 100
+            }
         );
         assert!(toeplitz_hash(&x, 50, ToeplitzSeed::Bits(&s)).is_ok());
         assert!(toeplitz_direct(&x, 101, ToeplitzSeed::Bits(&s)).is_err());

@@ -67,7 +67,9 @@ pub enum VerifyError {
         max: usize,
     },
     /// The key is longer than the hash key was drawn for, so the collision bound would not hold.
-    #[error("key has {key_bits} bits but the verification key was drawn for at most {max_key_bits}")]
+    #[error(
+        "key has {key_bits} bits but the verification key was drawn for at most {max_key_bits}"
+    )]
     KeyTooLong {
         /// Length of the key being hashed (bits).
         key_bits: usize,
@@ -100,7 +102,9 @@ pub struct VerifyParams {
 
 impl Default for VerifyParams {
     fn default() -> Self {
-        Self { eps_cor: DEFAULT_EPS_COR }
+        Self {
+            eps_cor: DEFAULT_EPS_COR,
+        }
     }
 }
 
@@ -183,7 +187,10 @@ impl VerifyKey {
     ) -> Result<Self, VerifyError> {
         let t = params.evaluations(max_key_bits)?;
         let points = (0..t).map(|_| rng.next_u64()).collect();
-        Ok(Self { points, max_key_bits })
+        Ok(Self {
+            points,
+            max_key_bits,
+        })
     }
 
     /// Number of evaluation points.
@@ -253,7 +260,9 @@ pub fn tag(key: &SecretBits, hash_key: &VerifyKey) -> Result<VerifyTag, VerifyEr
             max_key_bits: hash_key.max_key_bits,
         });
     }
-    Ok(VerifyTag { values: poly_hash(key, &hash_key.points) })
+    Ok(VerifyTag {
+        values: poly_hash(key, &hash_key.points),
+    })
 }
 
 /// Checks `key` against the peer's tag `received`. Returns the number of bits the tag
@@ -265,14 +274,19 @@ pub fn verify(
     received: &VerifyTag,
 ) -> Result<usize, VerifyError> {
     if received.values.len() != hash_key.points.len() {
-        return Err(VerifyError::TagLength { got: received.bits(), expected: hash_key.tag_bits() });
+        return Err(VerifyError::TagLength {
+            got: received.bits(),
+            expected: hash_key.tag_bits(),
+        });
     }
     let mine = tag(key, hash_key)?;
     // The tags are public, so a plain comparison leaks nothing.
     if mine == *received {
         Ok(mine.bits())
     } else {
-        Err(VerifyError::Mismatch { tag_bits: mine.bits() })
+        Err(VerifyError::Mismatch {
+            tag_bits: mine.bits(),
+        })
     }
 }
 
@@ -281,7 +295,13 @@ pub(crate) fn masked_words(key: &SecretBits) -> impl Iterator<Item = u64> + '_ {
     let words = key.words();
     let tail = key.len() % 64;
     let last = words.len().wrapping_sub(1);
-    words.iter().enumerate().map(move |(i, &w)| if i == last && tail != 0 { w & ((1u64 << tail) - 1) } else { w })
+    words.iter().enumerate().map(move |(i, &w)| {
+        if i == last && tail != 0 {
+            w & ((1u64 << tail) - 1)
+        } else {
+            w
+        }
+    })
 }
 
 fn poly_hash(key: &SecretBits, points: &[u64]) -> Vec<u64> {
@@ -387,7 +407,10 @@ pub(crate) mod gf64 {
                     _mm_set_epi64x(0, b as i64),
                     0x00,
                 );
-                (_mm_cvtsi128_si64(r) as u64, _mm_cvtsi128_si64(_mm_unpackhi_epi64(r, r)) as u64)
+                (
+                    _mm_cvtsi128_si64(r) as u64,
+                    _mm_cvtsi128_si64(_mm_unpackhi_epi64(r, r)) as u64,
+                )
             }
         }
     }
@@ -436,8 +459,10 @@ pub(crate) mod gf64 {
         fn soft_and_pclmul_match_reference() {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
             let edge = [0u64, 1, 2, 0x1B, u64::MAX, 1 << 63, 0xF000_0000_0000_0000];
-            let mut pairs: Vec<(u64, u64)> =
-                edge.iter().flat_map(|&a| edge.iter().map(move |&b| (a, b))).collect();
+            let mut pairs: Vec<(u64, u64)> = edge
+                .iter()
+                .flat_map(|&a| edge.iter().map(move |&b| (a, b)))
+                .collect();
             pairs.extend((0..2000).map(|_| (rng.gen(), rng.gen())));
             for (a, b) in pairs {
                 let want = mul_reference(a, b);
@@ -481,7 +506,12 @@ mod tests {
         assert_eq!(p.evaluations(100_000_000).unwrap(), 2);
         assert_eq!(p.tag_bits(100_000_000).unwrap(), 128);
         // A loose eps_cor is met by one evaluation.
-        assert_eq!(VerifyParams { eps_cor: 1e-9 }.evaluations(100_000_000).unwrap(), 1);
+        assert_eq!(
+            VerifyParams { eps_cor: 1e-9 }
+                .evaluations(100_000_000)
+                .unwrap(),
+            1
+        );
         let bound = collision_bound(100_000_000, 2);
         assert!(bound <= 1e-15 && bound > 1e-30, "bound {bound:e}");
     }
@@ -494,8 +524,20 @@ mod tests {
                 Err(VerifyError::InvalidEpsCor(_))
             ));
         }
-        let err = VerifyParams { eps_cor: 1e-80 }.evaluations(100_000_000).unwrap_err();
-        assert!(matches!(err, VerifyError::EpsCorUnreachable { needed: 7, max: 4, .. }), "{err}");
+        let err = VerifyParams { eps_cor: 1e-80 }
+            .evaluations(100_000_000)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                VerifyError::EpsCorUnreachable {
+                    needed: 7,
+                    max: 4,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -524,7 +566,9 @@ mod tests {
             b.flip(rng.gen_range(0..a.len()));
             assert_eq!(
                 verify(&b, &hk, &t),
-                Err(VerifyError::Mismatch { tag_bits: hk.tag_bits() }),
+                Err(VerifyError::Mismatch {
+                    tag_bits: hk.tag_bits()
+                }),
                 "trial {trial}"
             );
         }
@@ -533,7 +577,10 @@ mod tests {
         let t = tag(&a, &hk).unwrap();
         let mut longer = a.clone();
         longer.push(false);
-        assert!(matches!(verify(&longer, &hk, &t), Err(VerifyError::Mismatch { .. })));
+        assert!(matches!(
+            verify(&longer, &hk, &t),
+            Err(VerifyError::Mismatch { .. })
+        ));
     }
 
     #[test]
@@ -551,11 +598,17 @@ mod tests {
         let long = SecretBits::zeros(101);
         assert_eq!(
             tag(&long, &hk).unwrap_err(),
-            VerifyError::KeyTooLong { key_bits: 101, max_key_bits: 100 }
+            VerifyError::KeyTooLong {
+                key_bits: 101,
+                max_key_bits: 100
+            }
         );
         let short = SecretBits::zeros(100);
         let bad = VerifyTag::from_values(vec![0; hk.evaluations() + 1]);
-        assert!(matches!(verify(&short, &hk, &bad), Err(VerifyError::TagLength { .. })));
+        assert!(matches!(
+            verify(&short, &hk, &bad),
+            Err(VerifyError::TagLength { .. })
+        ));
     }
 
     #[test]

@@ -215,7 +215,7 @@ pub fn read_key_file(path: &Path) -> Result<SecretBits, FileError> {
 
 /// Writes a key or pre-shared-key file (the key must be whole bytes).
 pub fn write_key_file(path: &Path, key: &SecretBits) -> Result<(), FileError> {
-    if key.len() % 8 != 0 {
+    if !key.len().is_multiple_of(8) {
         return Err(FileError::PartialByte { path: path.into(), bits: key.len() });
     }
     let mut bytes: Vec<u8> = key.words().iter().flat_map(|w| w.to_le_bytes()).take(key.len() / 8).collect();

@@ -188,6 +188,7 @@ pub fn write_svg(rows: &[SweepRow], path: &Path) -> Result<(), ReportError> {
                 }
                 chart
                     .configure_series_labels()
+                    .position(SeriesLabelPosition::UpperRight)
                     .background_style(WHITE.mix(0.8))
                     .border_style(BLACK)
                     .draw()
