@@ -32,6 +32,7 @@ pub fn sim_models() -> Vec<(&'static str, String)> {
         ("time_tagger", tagger_verilog()),
         ("coincidence", verilog_of(&mut crate::coincidence::Coincidence::<TAGGER_CHANNELS>::default(), "coincidence")),
         ("test_signal", verilog_of(&mut crate::testsig::TestSignal::<TAGGER_CHANNELS>::default(), "test_signal")),
+        ("basis_rng", verilog_of(&mut crate::basis_rng::BasisRng::default(), "basis_rng")),
     ]
 }
 

@@ -9,6 +9,7 @@ use std::ptr::NonNull;
 
 use qkd_hdl::coincidence::{CoincidenceConfig, CoincidenceOutputs, GROUPS};
 use qkd_hdl::tagger_model::{ReadPort, TaggerConfig};
+use qkd_hdl::rng_model::{BasisRngIn, BasisRngOut};
 use qkd_hdl::testsig::TestSignalConfig;
 use qkd_hdl::verilog::TAGGER_CHANNELS;
 
@@ -336,5 +337,146 @@ impl VerilatedTestSignal {
         put(self.clock, 0);
         self.m.eval();
         pins
+    }
+}
+
+/// The Verilated random basis generator (`qkd_hdl::basis_rng::BasisRng`).
+pub struct VerilatedBasisRng {
+    m: Model,
+    clock: *mut u8,
+    inputs: BasisRngPorts,
+    outputs: BasisRngOutPorts,
+}
+
+struct BasisRngPorts {
+    raw_bit: *mut u8,
+    raw_valid: *mut u8,
+    rct_cutoff: *mut u8,
+    apt_cutoff: *mut u16,
+    health_clear: *mut u8,
+    key: *mut u32,
+    iv: *mut u32,
+    reseed: *mut u8,
+    mix_enable: *mut u8,
+    thr_z: *mut u16,
+    thr_c0: *mut u16,
+    thr_c1: *mut u16,
+    slot: *mut u8,
+    rec_ready: *mut u8,
+}
+
+struct BasisRngOutPorts {
+    choice_valid: *mut u8,
+    basis: *mut u8,
+    value: *mut u8,
+    intensity: *mut u8,
+    rec_valid: *mut u8,
+    rec_data: *mut u32,
+    ready: *mut u8,
+    health_failed: *mut u8,
+    rct_failed: *mut u8,
+    apt_failed: *mut u8,
+    health_started: *mut u8,
+    pool_ready: *mut u8,
+    missed: *mut u16,
+}
+
+unsafe impl Send for VerilatedBasisRng {}
+
+impl Default for VerilatedBasisRng {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Writes an 80-bit value into a Verilator wide port (three 32-bit words, LSB first).
+fn put_wide80(p: *mut u32, v: u128) {
+    for k in 0..3 {
+        // SAFETY: an 80-bit Verilator port is an array of three u32 words.
+        unsafe { *p.add(k) = (v >> (32 * k)) as u32 & if k == 2 { 0xffff } else { u32::MAX } }
+    }
+}
+
+impl VerilatedBasisRng {
+    /// A new model, evaluated once.
+    pub fn new() -> Self {
+        let mut m = Model::new(shim!(qkd_basis_rng_new, qkd_basis_rng_delete, qkd_basis_rng_eval, qkd_basis_rng_port));
+        m.eval();
+        Self {
+            clock: m.port("clock"),
+            inputs: BasisRngPorts {
+                raw_bit: m.port("raw_bit"),
+                raw_valid: m.port("raw_valid"),
+                rct_cutoff: m.port("rct_cutoff"),
+                apt_cutoff: m.port("apt_cutoff"),
+                health_clear: m.port("health_clear"),
+                key: m.port("key"),
+                iv: m.port("iv"),
+                reseed: m.port("reseed"),
+                mix_enable: m.port("mix_enable"),
+                thr_z: m.port("thr_z"),
+                thr_c0: m.port("thr_c0"),
+                thr_c1: m.port("thr_c1"),
+                slot: m.port("slot"),
+                rec_ready: m.port("rec_ready"),
+            },
+            outputs: BasisRngOutPorts {
+                choice_valid: m.port("choice_valid"),
+                basis: m.port("basis"),
+                value: m.port("value"),
+                intensity: m.port("intensity"),
+                rec_valid: m.port("rec_valid"),
+                rec_data: m.port("rec_data"),
+                ready: m.port("ready"),
+                health_failed: m.port("health_failed"),
+                rct_failed: m.port("rct_failed"),
+                apt_failed: m.port("apt_failed"),
+                health_started: m.port("health_started"),
+                pool_ready: m.port("pool_ready"),
+                missed: m.port("missed"),
+            },
+            m,
+        }
+    }
+
+    /// One tick with inputs `x`; returns the outputs shown during the tick (as
+    /// `BasisRngModel::outputs` before `BasisRngModel::tick`).
+    pub fn tick(&mut self, x: &BasisRngIn) -> BasisRngOut {
+        let i = &self.inputs;
+        put(i.raw_bit, x.raw_bit as u8);
+        put(i.raw_valid, x.raw_valid as u8);
+        put(i.rct_cutoff, x.rct_cutoff as u8);
+        put(i.apt_cutoff, x.apt_cutoff as u16);
+        put(i.health_clear, x.health_clear as u8);
+        put_wide80(i.key, x.key);
+        put_wide80(i.iv, x.iv);
+        put(i.reseed, x.reseed as u8);
+        put(i.mix_enable, x.mix_enable as u8);
+        put(i.thr_z, x.thr_z);
+        put(i.thr_c0, x.thr_c0);
+        put(i.thr_c1, x.thr_c1);
+        put(i.slot, x.slot as u8);
+        put(i.rec_ready, x.rec_ready as u8);
+        let o = &self.outputs;
+        let out = BasisRngOut {
+            choice_valid: get(o.choice_valid) != 0,
+            basis: get(o.basis) != 0,
+            value: get(o.value) != 0,
+            intensity: get(o.intensity),
+            rec_valid: get(o.rec_valid) != 0,
+            rec_data: get(o.rec_data),
+            ready: get(o.ready) != 0,
+            health_failed: get(o.health_failed) != 0,
+            rct_failed: get(o.rct_failed) != 0,
+            apt_failed: get(o.apt_failed) != 0,
+            health_started: get(o.health_started) != 0,
+            pool_ready: get(o.pool_ready) != 0,
+            missed: get(o.missed) as u32,
+        };
+        put(self.clock, 1);
+        self.m.eval();
+        put(self.clock, 0);
+        self.m.eval();
+        out
     }
 }
