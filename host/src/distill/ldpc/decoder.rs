@@ -501,7 +501,7 @@ pub(crate) mod tests {
     #[test]
     fn avx2_and_portable_agree_and_decode() {
         let n = 2048;
-        let c = code::build(n, code::mother_checks(n, 0.7), 3);
+        let c = code::build(n, 700, 3);
         // Mixed difficulty: some frames decode quickly, some slowly, some not at all.
         let (mut jobs, words) = bsc_jobs(&c, 24, 0.035, &c.untainted[..40], 5);
         let (hard, _) = bsc_jobs(&c, 8, 0.09, &[], 6);
@@ -520,7 +520,7 @@ pub(crate) mod tests {
         }
     }
 
-    /// Diagnostic: FER and iterations of mother codes (no puncturing) at several efficiencies
+    /// Diagnostic: FER, iterations and speed of the codes (no puncturing) at several efficiencies
     /// and min-sum factors; run with
     /// `cargo test --release -p qkd-host --lib distill::ldpc::decoder::tests::diag -- --ignored --nocapture`
     #[test]
@@ -528,30 +528,25 @@ pub(crate) mod tests {
     fn diag() {
         let n: usize = std::env::var("LDPC_DIAG_N").ok().and_then(|s| s.parse().ok()).unwrap_or(16384);
         let frames = 64;
-        for &(rate, q) in &[(0.5f64, 0.1f64), (0.7, 0.05), (0.8, 0.03), (0.9, 0.01)] {
+        for &q in &[0.01f64, 0.02, 0.03, 0.05] {
             let h = -q * q.log2() - (1.0 - q) * (1.0 - q).log2();
-            let m = code::mother_checks(n, rate);
-            let t = std::time::Instant::now();
-            let c = code::build(n, m, 1);
-            let build_s = t.elapsed().as_secs_f64();
-            for &f in &[1.05f64, 1.1, 1.15, 1.2] {
-                // channel crossover giving efficiency f for this code: h(q') = (m/n)/f
-                let target = m as f64 / n as f64 / f;
-                let (mut lo, mut hi) = (1e-4f64, 0.5f64);
-                for _ in 0..60 {
-                    let mid = (lo + hi) / 2.0;
-                    if -mid * mid.log2() - (1.0 - mid) * (1.0 - mid).log2() < target { lo = mid } else { hi = mid }
-                }
-                let (jobs, _) = bsc_jobs(&c, frames, lo, &[], 3);
+            for &f in &[1.15f64, 1.25, 1.35] {
+                let m = (f * h * n as f64).round() as usize;
+                let t = std::time::Instant::now();
+                let c = code::build(n, m, 1);
+                let build_s = t.elapsed().as_secs_f64();
+                let (jobs, _) = bsc_jobs(&c, frames, q, &[], 3);
                 for &alpha in &[24i16, 26, 28] {
                     let t = std::time::Instant::now();
-                    let (out, it) = decode_all_with(&c, &jobs, 100, alpha, Backend::Auto);
+                    let (out, it) = decode_all_with(&c, &jobs, 60, alpha, Backend::Auto);
                     let el = t.elapsed().as_secs_f64();
                     let fails = out.iter().filter(|o| o.is_none()).count();
-                    let mean_it = it.iter().sum::<u32>() as f64 / frames as f64;
+                    let total_it: u32 = it.iter().sum();
                     println!(
-                        "rate {rate} (q~{q}, h={h:.3}) f={f} q'={lo:.4} alpha={alpha}: FER {fails}/{frames}, mean iters {mean_it:.1}, {:.1} Mbit/s, edges {}, build {build_s:.2}s",
+                        "q={q} f={f} m={m} alpha={alpha}: FER {fails}/{frames}, mean iters {:.1}, {:.1} Mbit/s, {:.0} Mbit-iterations/s, edges {}, build {build_s:.2}s",
+                        total_it as f64 / frames as f64,
                         (frames * n) as f64 / el / 1e6,
+                        total_it as f64 * n as f64 / el / 1e6,
                         c.edges()
                     );
                 }
