@@ -3,9 +3,12 @@
 //! Subcommands:
 //! * `qkd distill` — run one station (Alice or Bob) of key distillation over TCP;
 //! * `qkd distill-gen` — write a matched pair of synthetic input files and pre-shared keys;
-//! * `qkd bench distill` — reconciliation report (CSV + SVG) for Cascade and LDPC.
+//! * `qkd bench distill` — reconciliation report (CSV + SVG) for Cascade and LDPC;
+//! * `qkd demo` — a simulated satellite pass through the tagger to distilled key.
 //!
 //! File formats: see `qkd_host::distill::station::files`.
+
+mod demo;
 
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -41,6 +44,10 @@ enum Command {
     /// Benchmarks and reports.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Simulate a satellite pass (Micius 2017 decoy BB84 by default) through the
+    /// hardware-accurate tagger (RTL slice + bit-exact model) to distilled key, with a report,
+    /// a plot and the key files. Needs no hardware and no flags.
+    Demo(demo::DemoArgs),
 }
 
 #[derive(Subcommand)]
@@ -240,6 +247,7 @@ fn main() -> Result<()> {
         Command::Distill(a) => distill(a),
         Command::DistillGen(a) => generate(a),
         Command::Bench(BenchCommand::Distill(a)) => bench_distill(a),
+        Command::Demo(a) => demo::run(a),
     }
 }
 

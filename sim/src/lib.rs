@@ -5,6 +5,8 @@
 //! * [`rusthdl`]: the same tagger in rust-hdl's own simulator.
 //! * [`stimulus`]: reproducible detector and read-strobe stimulus for tests and benchmarks.
 
+pub mod clocksync;
+pub mod physics;
 pub mod rusthdl;
 pub mod stimulus;
 pub mod verilated;
