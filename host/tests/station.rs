@@ -90,7 +90,9 @@ fn decoy_bb84_over_tcp_with_cascade() {
     let q = r.sample_estimate.unwrap();
     // 1% misalignment plus squashed multi-photon cross-basis clicks: about 2%.
     assert!((q.rate - 0.02).abs() < 0.008, "QBER {q:?}");
-    assert!(r.efficiency > 1.0 && r.efficiency < 1.6, "f = {}", r.efficiency);
+    // f is taken against the sampled QBER estimate, which scatters around the true QBER, so
+    // it can fall slightly below 1.
+    assert!(r.efficiency > 0.85 && r.efficiency < 1.6, "f = {}", r.efficiency);
     assert!(r.channel.round_trips > 5);
     // No refill: the key is the whole PA output, the next PSK what is left.
     assert_eq!(a.key.len() as u64, r.pa_output_bits / 8 * 8);
