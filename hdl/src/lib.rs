@@ -10,6 +10,8 @@
 
 pub mod channel;
 pub mod coincidence;
+pub mod histogram;
+pub mod coinc_filter;
 pub mod entry_fifo;
 pub mod tagfmt;
 pub mod tagger;
@@ -22,4 +24,6 @@ pub mod synth;
 pub mod trivium;
 pub mod health;
 pub mod basis_rng;
+pub mod protocol;
+pub mod regmap;
 pub mod rng_model;

@@ -33,6 +33,8 @@ pub fn sim_models() -> Vec<(&'static str, String)> {
         ("coincidence", verilog_of(&mut crate::coincidence::Coincidence::<TAGGER_CHANNELS>::default(), "coincidence")),
         ("test_signal", verilog_of(&mut crate::testsig::TestSignal::<TAGGER_CHANNELS>::default(), "test_signal")),
         ("basis_rng", verilog_of(&mut crate::basis_rng::BasisRng::default(), "basis_rng")),
+        ("histogram", verilog_of(&mut crate::histogram::Histogram::<TAGGER_CHANNELS, { crate::histogram::HIST_BIN_BITS }>::default(), "histogram")),
+        ("coinc_filter", verilog_of(&mut crate::coinc_filter::CoincFilter::<TAGGER_CHANNELS>::default(), "coinc_filter")),
     ]
 }
 

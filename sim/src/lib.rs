@@ -10,3 +10,4 @@ pub mod physics;
 pub mod rusthdl;
 pub mod stimulus;
 pub mod verilated;
+pub mod verilated_extra;

@@ -1,0 +1,654 @@
+//! The start–stop correlation histogram: the arrival-time differences between a start and a
+//! stop channel, binned into `2^A` counters in block RAM, readable while acquiring.
+//!
+//! # Semantics
+//! Channel `start_ch` starts and channel `stop_ch` stops (channel numbers; a number ≥ `N`
+//! never fires; the two may be equal). The stop channel is delayed by `offset` ticks
+//! (0..=255), so a stop up to `offset` ticks *before* its start is still seen: for each
+//! (delayed) stop, with `t_start` the latest start at or before `t_stop + offset`,
+//!
+//! ```text
+//! Δ   = t_stop + offset − t_start            (ticks, ≥ 0)
+//! bin = Δ >> shift                           (shift = 0..=15: bin width 2^shift ticks)
+//! ```
+//!
+//! If `bin < 2^A` the bin's 32-bit counter increments (saturating at 2^32 − 1); otherwise,
+//! and for a stop before any start, the 32-bit `overflow` counter increments (saturating).
+//! Stops count only while `enable` is high. So "zero delay" sits in bin `offset >> shift`.
+//! The bin width and offset take effect for stops whose start came after the change;
+//! change them with `enable` low, then `clear`.
+//!
+//! # Clear
+//! A tick with `clear` high starts a sweep that writes zero to every bin, one bin per tick
+//! (`2^A` ticks), with `busy` high throughout; `overflow` reads zero while `busy`. Stops that
+//! reach the counters while `busy` is high are discarded. The power-on state is all zeros.
+//!
+//! # Read port
+//! `rd_data` shows, one tick after `rd_addr` was presented, the count of bin `rd_addr` (block
+//! RAM output register). It can be read at any time, also while counting: a count is the
+//! same as the internal one up to one tick.
+//!
+//! # Pipeline (for timing)
+//! Every stage is registered: channel select → stop delay (block RAM, `offset` + 2 ticks; the
+//! start takes 2 ticks) → time-since-start counters → bin number → RAM read → increment and
+//! RAM write. One stop per tick can arrive forever: the increment stage takes the count
+//! either from the RAM or, when the previous tick wrote the same bin (a write that the RAM
+//! read of this count missed), from a forwarding register, so no count is lost. Saturation
+//! suppresses the write (the carry out of the 33-bit increment), so the increment is one
+//! carry chain. The bin width is a prescaler (a free-running 15-bit counter, reset by each
+//! start, whose low `shift` bits wrap once per bin) rather than a barrel shifter.
+//!
+//! The cycle-accurate reference model is [`HistogramModel`]; the Verilated Verilog is checked
+//! against it in `qkd-sim`'s tests.
+
+use rust_hdl::prelude::*;
+
+/// Bin-number width of the histogram the board cores use (512 bins).
+pub const HIST_BIN_BITS: usize = 9;
+/// Width of a bin counter (and of the overflow counter), in bits.
+pub const HIST_COUNT_BITS: usize = 32;
+/// Largest count (counters saturate here).
+pub const HIST_COUNT_MAX: u32 = u32::MAX;
+/// Width of the `offset` input (the stop delay), in bits (ticks, 0..=255).
+pub const HIST_OFFSET_BITS: usize = 8;
+/// Width of the `shift` input, in bits (bin width `2^shift` ticks, shift 0..=15).
+pub const HIST_SHIFT_BITS: usize = 4;
+/// Width of the channel-number inputs, in bits.
+pub const HIST_CHANNEL_BITS: usize = 3;
+/// Width of the bin-width prescaler, in bits (the largest `shift`).
+const PRESCALE_BITS: usize = 15;
+/// A stop in tick `t` is in its bin (the RAM) from tick `t + offset + HIST_LATENCY` on; a
+/// read presented in that tick shows it one tick later.
+pub const HIST_LATENCY: u64 = 7;
+
+/// A correlation histogram over `N` channels (1 ≤ N ≤ 8) with `2^A` bins (A ≤ 12).
+#[derive(LogicBlock)]
+pub struct Histogram<const N: usize, const A: usize> {
+    /// Tagger clock.
+    pub clock: Signal<In, Clock>,
+    /// Channel events in this tick (bit c = channel c), as for the coincidence counter.
+    pub hits: Signal<In, Bits<N>>,
+    /// Start channel number.
+    pub start_ch: Signal<In, Bits<HIST_CHANNEL_BITS>>,
+    /// Stop channel number.
+    pub stop_ch: Signal<In, Bits<HIST_CHANNEL_BITS>>,
+    /// Delay added to the stop channel, in ticks (makes negative delays visible).
+    pub offset: Signal<In, Bits<HIST_OFFSET_BITS>>,
+    /// Bin width, as a power of two: bins are `2^shift` ticks wide.
+    pub shift: Signal<In, Bits<HIST_SHIFT_BITS>>,
+    /// Count stops (low: stops are ignored).
+    pub enable: Signal<In, Bit>,
+    /// Strobe: start zeroing every bin and the overflow counter.
+    pub clear: Signal<In, Bit>,
+    /// Bin to read.
+    pub rd_addr: Signal<In, Bits<A>>,
+    /// Count of the bin presented on `rd_addr` in the previous tick.
+    pub rd_data: Signal<Out, Bits<HIST_COUNT_BITS>>,
+    /// Stops out of range (or before any start), saturating; registered.
+    pub overflow: Signal<Out, Bits<HIST_COUNT_BITS>>,
+    /// A clear sweep is running (registered).
+    pub busy: Signal<Out, Bit>,
+    // Stage 1: the selected channels.
+    st1: DFF<Bit>,
+    sp1: DFF<Bit>,
+    // The stop delay line (block RAM) and its pointer; the start's matching 2 ticks.
+    dl: RAM<Bit, 8>,
+    ptr: DFF<Bits<8>>,
+    st2: DFF<Bit>,
+    st3: DFF<Bit>,
+    // Time since the latest start: prescaler, bin counter, "beyond the last bin", "a start
+    // was seen"; the bin-width mask (registered decode of `shift`).
+    sub: DFF<Bits<PRESCALE_BITS>>,
+    mask: DFF<Bits<PRESCALE_BITS>>,
+    age: DFF<Bits<A>>,
+    aov: DFF<Bit>,
+    seen: DFF<Bit>,
+    stop_b: DFF<Bit>,
+    // Stage E: the event and its bin (RAM read issued).
+    ev: DFF<Bit>,
+    ovf_ev: DFF<Bit>,
+    bin: DFF<Bits<A>>,
+    // Stage C: increment and write; the forwarding register.
+    c_valid: DFF<Bit>,
+    c_bin: DFF<Bits<A>>,
+    fwd: DFF<Bit>,
+    fwd_data: DFF<Bits<HIST_COUNT_BITS>>,
+    // Counts: `upd` is read by the increment stage, `host` by the read port; both get the
+    // same writes.
+    upd: RAM<Bits<HIST_COUNT_BITS>, A>,
+    host: RAM<Bits<HIST_COUNT_BITS>, A>,
+    ovf: DFF<Bits<HIST_COUNT_BITS>>,
+    busy_r: DFF<Bit>,
+    clr: DFF<Bits<A>>,
+    // Combinational helpers.
+    start_sel: Signal<Local, Bit>,
+    stop_sel: Signal<Local, Bit>,
+    mask_next: Signal<Local, Bits<PRESCALE_BITS>>,
+    cur: Signal<Local, Bits<HIST_COUNT_BITS>>,
+    inc: Signal<Local, Bits<1>>,
+    sum: Signal<Local, Bits<33>>,
+    wa: Signal<Local, Bits<A>>,
+    wd: Signal<Local, Bits<HIST_COUNT_BITS>>,
+    we: Signal<Local, Bit>,
+}
+
+impl<const N: usize, const A: usize> Default for Histogram<N, A> {
+    fn default() -> Self {
+        assert!((1..=8).contains(&N) && (1..=12).contains(&A));
+        Self {
+            clock: Default::default(),
+            hits: Default::default(),
+            start_ch: Default::default(),
+            stop_ch: Default::default(),
+            offset: Default::default(),
+            shift: Default::default(),
+            enable: Default::default(),
+            clear: Default::default(),
+            rd_addr: Default::default(),
+            rd_data: Default::default(),
+            overflow: Default::default(),
+            busy: Default::default(),
+            st1: Default::default(),
+            sp1: Default::default(),
+            dl: Default::default(),
+            ptr: Default::default(),
+            st2: Default::default(),
+            st3: Default::default(),
+            sub: Default::default(),
+            mask: Default::default(),
+            age: Default::default(),
+            aov: Default::default(),
+            seen: Default::default(),
+            stop_b: Default::default(),
+            ev: Default::default(),
+            ovf_ev: Default::default(),
+            bin: Default::default(),
+            c_valid: Default::default(),
+            c_bin: Default::default(),
+            fwd: Default::default(),
+            fwd_data: Default::default(),
+            upd: Default::default(),
+            host: Default::default(),
+            ovf: Default::default(),
+            busy_r: Default::default(),
+            clr: Default::default(),
+            start_sel: Default::default(),
+            stop_sel: Default::default(),
+            mask_next: Default::default(),
+            cur: Default::default(),
+            inc: Default::default(),
+            sum: Default::default(),
+            wa: Default::default(),
+            wd: Default::default(),
+            we: Default::default(),
+        }
+    }
+}
+
+impl<const N: usize, const A: usize> Logic for Histogram<N, A> {
+    #[hdl_gen]
+    fn update(&mut self) {
+        dff_setup!(
+            self, clock, st1, sp1, ptr, st2, st3, sub, mask, age, aov, seen, stop_b, ev, ovf_ev, bin, c_valid, c_bin,
+            fwd, fwd_data, ovf, busy_r, clr
+        );
+        // Stage 1: channel select (numbers ≥ N select nothing).
+        self.start_sel.next = false;
+        self.stop_sel.next = false;
+        for i in 0..N {
+            if self.start_ch.val().index() == i {
+                self.start_sel.next = self.hits.val().get_bit(i);
+            }
+            if self.stop_ch.val().index() == i {
+                self.stop_sel.next = self.hits.val().get_bit(i);
+            }
+        }
+        self.st1.d.next = self.start_sel.val();
+        self.sp1.d.next = self.stop_sel.val();
+        // Stop delay: written at `ptr`, read at `ptr − offset − 1`; the read data is the
+        // stop of `offset + 2` ticks ago. The start takes 2 ticks.
+        self.dl.write_clock.next = self.clock.val();
+        self.dl.read_clock.next = self.clock.val();
+        self.dl.write_address.next = self.ptr.q.val();
+        self.dl.write_data.next = self.sp1.q.val();
+        self.dl.write_enable.next = true;
+        self.dl.read_address.next = self.ptr.q.val() + !self.offset.val();
+        self.ptr.d.next = self.ptr.q.val() + 1;
+        self.st2.d.next = self.st1.q.val();
+        self.st3.d.next = self.st2.q.val();
+        // Time since the latest start, in bins.
+        self.mask_next.next = 0.into();
+        for i in 0..PRESCALE_BITS {
+            self.mask_next.next = self.mask_next.val().replace_bit(i, self.shift.val().index() > i);
+        }
+        self.mask.d.next = self.mask_next.val();
+        if self.st3.q.val() {
+            self.sub.d.next = 0.into();
+            self.age.d.next = 0.into();
+            self.aov.d.next = false;
+            self.seen.d.next = true;
+        } else {
+            self.sub.d.next = self.sub.q.val() + 1;
+            if (self.sub.q.val() & self.mask.q.val()) == self.mask.q.val() {
+                self.age.d.next = self.age.q.val() + 1;
+                if self.age.q.val().all() {
+                    self.aov.d.next = true;
+                }
+            }
+        }
+        self.stop_b.d.next = self.dl.read_data.val() & self.enable.val();
+        // Stage E: the bin, and the read of its count.
+        self.ev.d.next = self.stop_b.q.val() & self.seen.q.val() & !self.aov.q.val();
+        self.ovf_ev.d.next = self.stop_b.q.val() & (!self.seen.q.val() | self.aov.q.val());
+        self.bin.d.next = self.age.q.val();
+        self.upd.read_clock.next = self.clock.val();
+        self.upd.read_address.next = self.bin.q.val();
+        // Stage C: the count is the RAM's unless the previous tick wrote this bin; a clear
+        // sweep writes zeros (the adder then adds 0 to 0).
+        if self.busy_r.q.val() {
+            self.cur.next = 0.into();
+        } else if self.fwd.q.val() {
+            self.cur.next = self.fwd_data.q.val();
+        } else {
+            self.cur.next = self.upd.read_data.val();
+        }
+        self.inc.next = (self.c_valid.q.val() & !self.busy_r.q.val()).into();
+        self.sum.next = bit_cast::<33, HIST_COUNT_BITS>(self.cur.val()) + bit_cast::<33, 1>(self.inc.val());
+        self.wd.next = bit_cast::<HIST_COUNT_BITS, 33>(self.sum.val());
+        // Saturation: a carry out means the count was already at its maximum: no write.
+        self.we.next = self.busy_r.q.val() | (self.c_valid.q.val() & !self.sum.val().get_bit(32));
+        if self.busy_r.q.val() {
+            self.wa.next = self.clr.q.val();
+        } else {
+            self.wa.next = self.c_bin.q.val();
+        }
+        self.upd.write_clock.next = self.clock.val();
+        self.upd.write_address.next = self.wa.val();
+        self.upd.write_data.next = self.wd.val();
+        self.upd.write_enable.next = self.we.val();
+        self.host.write_clock.next = self.clock.val();
+        self.host.write_address.next = self.wa.val();
+        self.host.write_data.next = self.wd.val();
+        self.host.write_enable.next = self.we.val();
+        self.c_valid.d.next = self.ev.q.val();
+        self.c_bin.d.next = self.bin.q.val();
+        // The RAM read issued this tick misses this tick's write: forward it.
+        self.fwd.d.next = self.we.val() & (self.bin.q.val() == self.wa.val());
+        self.fwd_data.d.next = self.wd.val();
+        // Overflow counter.
+        if self.busy_r.q.val() {
+            self.ovf.d.next = 0.into();
+        } else if self.ovf_ev.q.val() & !self.ovf.q.val().all() {
+            self.ovf.d.next = self.ovf.q.val() + 1;
+        }
+        // Clear sweep.
+        if self.clear.val() {
+            self.busy_r.d.next = true;
+            self.clr.d.next = 0.into();
+        } else if self.busy_r.q.val() {
+            self.clr.d.next = self.clr.q.val() + 1;
+            if self.clr.q.val().all() {
+                self.busy_r.d.next = false;
+            }
+        }
+        // Outputs.
+        self.host.read_clock.next = self.clock.val();
+        self.host.read_address.next = self.rd_addr.val();
+        self.rd_data.next = self.host.read_data.val();
+        self.overflow.next = self.ovf.q.val();
+        self.busy.next = self.busy_r.q.val();
+    }
+}
+
+/// The histogram's inputs in one tick.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HistogramIn {
+    /// Channel events (bit c = channel c).
+    pub hits: u8,
+    /// Start channel number (0..=7).
+    pub start_ch: u8,
+    /// Stop channel number (0..=7).
+    pub stop_ch: u8,
+    /// Stop delay, in ticks.
+    pub offset: u8,
+    /// Bin width `2^shift` ticks (0..=15).
+    pub shift: u8,
+    /// Count stops.
+    pub enable: bool,
+    /// Clear strobe.
+    pub clear: bool,
+    /// Bin to read.
+    pub rd_addr: u16,
+}
+
+/// What the histogram shows in one tick (all registered).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HistogramOut {
+    /// Count of the bin read in the previous tick.
+    pub rd_data: u32,
+    /// Out-of-range stops.
+    pub overflow: u32,
+    /// Clear sweep running.
+    pub busy: bool,
+}
+
+/// Bit-exact, cycle-accurate reference model of [`Histogram`].
+///
+/// It counts into the bins directly when a stop reaches the increment stage, so it has no
+/// forwarding: that the gateware, which reads counts from a RAM one tick earlier, matches it
+/// is the check of the gateware's forwarding.
+#[derive(Clone, Debug)]
+pub struct HistogramModel {
+    channels: usize,
+    bin_bits: usize,
+    bins: Vec<u32>,
+    dl: [bool; 256],
+    ptr: u8,
+    st1: bool,
+    sp1: bool,
+    st2: bool,
+    st3: bool,
+    dl_rd: bool,
+    sub: u16,
+    mask: u16,
+    age: u16,
+    aov: bool,
+    seen: bool,
+    stop_b: bool,
+    ev: bool,
+    ovf_ev: bool,
+    bin: u16,
+    c_valid: bool,
+    c_bin: u16,
+    ovf: u32,
+    busy: bool,
+    clr: u16,
+    rd: u32,
+}
+
+impl HistogramModel {
+    /// The histogram of `channels` channels and `2^bin_bits` bins in its power-on state.
+    ///
+    /// # Panics
+    /// If `channels` is not in 1..=8 or `bin_bits` not in 1..=12.
+    pub fn new(channels: usize, bin_bits: usize) -> Self {
+        assert!((1..=8).contains(&channels) && (1..=12).contains(&bin_bits));
+        Self {
+            channels,
+            bin_bits,
+            bins: vec![0; 1 << bin_bits],
+            dl: [false; 256],
+            ptr: 0,
+            st1: false,
+            sp1: false,
+            st2: false,
+            st3: false,
+            dl_rd: false,
+            sub: 0,
+            mask: 0,
+            age: 0,
+            aov: false,
+            seen: false,
+            stop_b: false,
+            ev: false,
+            ovf_ev: false,
+            bin: 0,
+            c_valid: false,
+            c_bin: 0,
+            ovf: 0,
+            busy: false,
+            clr: 0,
+            rd: 0,
+        }
+    }
+
+    /// The registered outputs during the current tick.
+    pub fn outputs(&self) -> HistogramOut {
+        HistogramOut { rd_data: self.rd, overflow: self.ovf, busy: self.busy }
+    }
+
+    /// The counts as the gateware holds them (its RAM).
+    pub fn bins(&self) -> &[u32] {
+        &self.bins
+    }
+
+    /// One tick with inputs `x`; returns the outputs shown during the tick.
+    pub fn step(&mut self, x: &HistogramIn) -> HistogramOut {
+        let out = self.outputs();
+        let amax = (1u16 << self.bin_bits) - 1;
+        let sel = |ch: u8| (ch as usize) < self.channels && x.hits & (1 << ch) != 0;
+        let (st1, sp1) = (sel(x.start_ch), sel(x.stop_ch));
+        // Stop delay line: read before write.
+        let dl_rd = self.dl[self.ptr.wrapping_sub(x.offset).wrapping_sub(1) as usize];
+        self.dl[self.ptr as usize] = self.sp1;
+        self.ptr = self.ptr.wrapping_add(1);
+        // Time since start.
+        let mask = (1u16 << (x.shift & 15)) - 1;
+        let (sub, mut age, mut aov, seen);
+        if self.st3 {
+            (sub, age, aov, seen) = (0, 0, false, true);
+        } else {
+            (age, aov, seen) = (self.age, self.aov, self.seen);
+            sub = (self.sub + 1) & ((1 << PRESCALE_BITS) - 1);
+            if self.sub & self.mask == self.mask {
+                age = (self.age + 1) & amax;
+                aov |= self.age == amax;
+            }
+        }
+        let stop_b = self.dl_rd & x.enable;
+        let ev = self.stop_b && self.seen && !self.aov;
+        let ovf_ev = self.stop_b && (!self.seen || self.aov);
+        // The read port sees the RAM before this tick's write.
+        let rd = self.bins.get(x.rd_addr as usize & amax as usize).copied().unwrap_or(0);
+        // Increment stage.
+        if self.busy {
+            self.bins[self.clr as usize] = 0;
+        } else if self.c_valid {
+            let b = &mut self.bins[self.c_bin as usize];
+            if *b != HIST_COUNT_MAX {
+                *b += 1;
+            }
+        }
+        let ovf = if self.busy {
+            0
+        } else if self.ovf_ev && self.ovf != HIST_COUNT_MAX {
+            self.ovf + 1
+        } else {
+            self.ovf
+        };
+        let (busy, clr) = if x.clear {
+            (true, 0)
+        } else if self.busy {
+            (self.clr != amax, (self.clr + 1) & amax)
+        } else {
+            (false, self.clr)
+        };
+        self.c_valid = self.ev;
+        self.c_bin = self.bin;
+        self.ev = ev;
+        self.ovf_ev = ovf_ev;
+        self.bin = self.age;
+        self.stop_b = stop_b;
+        (self.sub, self.mask, self.age, self.aov, self.seen) = (sub, mask, age, aov, seen);
+        self.st3 = self.st2;
+        self.st2 = self.st1;
+        self.dl_rd = dl_rd;
+        (self.st1, self.sp1) = (st1, sp1);
+        (self.ovf, self.busy, self.clr, self.rd) = (ovf, busy, clr, rd);
+        out
+    }
+}
+
+/// What an ideal start–stop histogram (no pipeline) counts for a list of events: `starts`
+/// and `stops` are event ticks (sorted), and the result is (bins, overflow), with the same Δ,
+/// binning and overflow rules as [`Histogram`]. For checks of the semantics and for the host.
+pub fn ideal_histogram(starts: &[u64], stops: &[u64], offset: u64, shift: u32, bin_bits: usize) -> (Vec<u64>, u64) {
+    let mut bins = vec![0u64; 1 << bin_bits];
+    let mut overflow = 0;
+    let mut i = 0;
+    for &s in stops {
+        let t = s + offset;
+        while i < starts.len() && starts[i] <= t {
+            i += 1;
+        }
+        if i == 0 {
+            overflow += 1;
+            continue;
+        }
+        let b = ((t - starts[i - 1]) >> shift) as usize;
+        match bins.get_mut(b) {
+            Some(c) => *c += 1,
+            None => overflow += 1,
+        }
+    }
+    (bins, overflow)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    const N: usize = 5;
+    const A: usize = 6;
+
+    /// Runs the model until the pipeline has drained (no input events).
+    fn drain(m: &mut HistogramModel, x: &HistogramIn) {
+        let idle = HistogramIn { hits: 0, clear: false, ..*x };
+        for _ in 0..300 + HIST_LATENCY as usize {
+            m.step(&idle);
+        }
+    }
+
+    #[test]
+    fn histogram_synthesizes() {
+        let mut uut = Histogram::<N, 9>::default();
+        uut.connect_all();
+        yosys_validate("histogram", &generate_verilog(&uut)).unwrap();
+    }
+
+    #[test]
+    fn model_matches_ideal_histogram() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        for &(offset, shift) in &[(0u8, 0u8), (20, 0), (37, 2), (255, 3), (3, 15)] {
+            let x = HistogramIn { start_ch: 1, stop_ch: 3, offset, shift, enable: true, ..Default::default() };
+            let mut m = HistogramModel::new(N, A);
+            let (mut starts, mut stops) = (Vec::new(), Vec::new());
+            for t in 0..20_000u64 {
+                let mut hits = 0u8;
+                if rng.gen_bool(0.03) {
+                    hits |= 1 << 1;
+                    starts.push(t);
+                }
+                if rng.gen_bool(0.05) {
+                    hits |= 1 << 3;
+                    stops.push(t);
+                }
+                hits |= rng.gen::<u8>() & 0b10101;
+                m.step(&HistogramIn { hits, ..x });
+            }
+            drain(&mut m, &x);
+            let (bins, overflow) = ideal_histogram(&starts, &stops, offset as u64, shift as u32, A);
+            let got: Vec<u64> = m.bins().iter().map(|&b| b as u64).collect();
+            assert_eq!(got, bins, "offset {offset} shift {shift}");
+            assert_eq!(m.outputs().overflow as u64, overflow, "offset {offset} shift {shift}");
+            assert!(bins.iter().sum::<u64>() > 100);
+        }
+    }
+
+    #[test]
+    fn clear_zeroes_bins_and_takes_one_tick_per_bin() {
+        let x = HistogramIn { start_ch: 0, stop_ch: 0, offset: 5, enable: true, ..Default::default() };
+        let mut m = HistogramModel::new(N, A);
+        for t in 0..2000 {
+            m.step(&HistogramIn { hits: (t % 10 == 0) as u8, ..x });
+        }
+        drain(&mut m, &x);
+        assert_eq!(m.bins()[5], 200, "each event is a start and, delayed by 5, a stop");
+        assert_eq!(m.bins().iter().sum::<u32>(), 200);
+        assert_eq!(m.outputs().overflow, 0);
+        m.step(&HistogramIn { clear: true, ..x });
+        let mut busy_ticks = 0;
+        while m.step(&x).busy {
+            busy_ticks += 1;
+        }
+        assert_eq!(busy_ticks, 1 << A);
+        assert!(m.bins().iter().all(|&b| b == 0));
+        assert_eq!(m.outputs().overflow, 0);
+    }
+
+    #[test]
+    fn latency_to_the_read_port() {
+        let offset = 13u8;
+        let x = HistogramIn { start_ch: 0, stop_ch: 1, offset, enable: true, rd_addr: 13, ..Default::default() };
+        let mut m = HistogramModel::new(N, A);
+        let t0 = 50u64;
+        for t in 0..200u64 {
+            let out = m.step(&HistogramIn { hits: if t == t0 { 0b11 } else { 0 }, ..x });
+            // The read presented in tick t shows at t + 1.
+            let visible = t >= t0 + offset as u64 + HIST_LATENCY + 1;
+            assert_eq!(out.rd_data, visible as u32, "tick {t}");
+        }
+    }
+
+    #[test]
+    fn counts_saturate() {
+        let mut m = HistogramModel::new(N, A);
+        m.bins[0] = HIST_COUNT_MAX - 3;
+        let x = HistogramIn { start_ch: 2, stop_ch: 2, enable: true, ..Default::default() };
+        for _ in 0..50 {
+            m.step(&HistogramIn { hits: 0b100, ..x });
+        }
+        drain(&mut m, &x);
+        assert_eq!(m.bins()[0], HIST_COUNT_MAX);
+    }
+
+    /// The rust-hdl block against the model, with stops every tick into few bins so that the
+    /// forwarding path is exercised, then random traffic, a clear and reads.
+    #[test]
+    fn rust_hdl_block_matches_model() {
+        let mut uut = Histogram::<N, A>::default();
+        uut.connect_all();
+        let mut m = HistogramModel::new(N, A);
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut x = HistogramIn { start_ch: 0, stop_ch: 1, offset: 2, shift: 0, enable: true, ..Default::default() };
+        let mut counted = 0u64;
+        for t in 0..6000u32 {
+            x.hits = match t {
+                // Back-to-back stops, same bin: start and stop together every tick (Δ = 2).
+                0..=499 => 0b11,
+                // One start, then a stop every tick: consecutive bins, then overflow.
+                500..=1499 => ((t == 500) as u8) | 0b10,
+                _ => rng.gen::<u8>() & rng.gen::<u8>() & 0x1f,
+            };
+            if t == 3000 {
+                x.shift = 2;
+                x.offset = 9;
+            }
+            x.clear = t == 4000 || t == 4010;
+            x.rd_addr = rng.gen_range(0..1 << A);
+            uut.hits.next = (x.hits as u64).into();
+            uut.start_ch.next = (x.start_ch as u64).into();
+            uut.stop_ch.next = (x.stop_ch as u64).into();
+            uut.offset.next = (x.offset as u64).into();
+            uut.shift.next = (x.shift as u64).into();
+            uut.enable.next = x.enable;
+            uut.clear.next = x.clear;
+            uut.rd_addr.next = (x.rd_addr as u64).into();
+            uut.clock.next = Clock::from(false);
+            simulate(&mut uut, 1000);
+            let want = m.step(&x);
+            let got = HistogramOut {
+                rd_data: uut.rd_data.val().to_u32(),
+                overflow: uut.overflow.val().to_u32(),
+                busy: uut.busy.val(),
+            };
+            assert_eq!(got, want, "tick {t}");
+            counted += want.rd_data as u64;
+            uut.clock.next = Clock::from(true);
+            simulate(&mut uut, 1000);
+        }
+        assert!(counted > 1000);
+    }
+}
