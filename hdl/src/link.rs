@@ -149,13 +149,14 @@ pub struct UartLink {
     rx_state: DFF<RxState>,
     r_seq: DFF<Bits<8>>,
     r_cmd: DFF<Bits<8>>,
-    r_len: DFF<Bits<16>>,
+    r_len: DFF<Bits<8>>,
     r_cnt: DFF<Bits<4>>,
-    r_payload: DFF<Bits<64>>,
+    r_payload: DFF<Bits<40>>,
     to_pre: DFF<Bits<UART_DIV_BITS>>,
     to_cnt: DFF<Bits<9>>,
-    dlv: Signal<Local, Bit>,
-    dlv_err: Signal<Local, Bits<3>>,
+    dlv: DFF<Bit>,
+    dlv_err: DFF<Bits<3>>,
+    len_big: DFF<Bit>,
     len_ok: Signal<Local, Bit>,
     cmd_ok: Signal<Local, Bit>,
     bad_frames_r: DFF<Bits<16>>,
@@ -166,7 +167,7 @@ pub struct UartLink {
     pend_seq: DFF<Bits<8>>,
     pend_cmd: DFF<Bits<8>>,
     pend_err: DFF<Bits<3>>,
-    pend_payload: DFF<Bits<64>>,
+    pend_payload: DFF<Bits<40>>,
     take: Signal<Local, Bit>,
 
     // Executor.
@@ -174,16 +175,13 @@ pub struct UartLink {
     ex_seq: DFF<Bits<8>>,
     ex_cmd: DFF<Bits<8>>,
     ex_err: DFF<Bits<3>>,
-    ex_payload: DFF<Bits<64>>,
+    ex_wdata: DFF<Bits<32>>,
     ex_addr: DFF<Bits<8>>,
     ex_count: DFF<Bits<8>>,
     ex_words: DFF<Bits<9>>,
     ex_idx: DFF<Bits<2>>,
     re_r: DFF<Bit>,
     we_r: DFF<Bit>,
-    wr_en: DFF<Bit>,
-    wr_addr: DFF<Bits<9>>,
-    wr_data: DFF<Bits<32>>,
     st_valid: DFF<Bits<2>>,
     st_seq0: DFF<Bits<8>>,
     st_seq1: DFF<Bits<8>>,
@@ -258,6 +256,7 @@ impl UartLink {
             to_cnt: Default::default(),
             dlv: Default::default(),
             dlv_err: Default::default(),
+            len_big: Default::default(),
             len_ok: Default::default(),
             cmd_ok: Default::default(),
             bad_frames_r: Default::default(),
@@ -272,16 +271,13 @@ impl UartLink {
             ex_seq: Default::default(),
             ex_cmd: Default::default(),
             ex_err: Default::default(),
-            ex_payload: Default::default(),
+            ex_wdata: Default::default(),
             ex_addr: Default::default(),
             ex_count: Default::default(),
             ex_words: Default::default(),
             ex_idx: Default::default(),
             re_r: Default::default(),
             we_r: Default::default(),
-            wr_en: Default::default(),
-            wr_addr: Default::default(),
-            wr_data: Default::default(),
             st_valid: Default::default(),
             st_seq0: Default::default(),
             st_seq1: Default::default(),
@@ -323,9 +319,9 @@ impl Logic for UartLink {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self, clock, div_set, div_r, rx_state, r_seq, r_cmd, r_len, r_cnt, r_payload, to_pre, to_cnt,
+            self, clock, div_set, div_r, dlv, dlv_err, len_big, rx_state, r_seq, r_cmd, r_len, r_cnt, r_payload, to_pre, to_cnt,
             bad_frames_r, skipped_r, pend_valid, pend_seq, pend_cmd, pend_err, pend_payload, ex_state, ex_seq,
-            ex_cmd, ex_err, ex_payload, ex_addr, ex_count, ex_words, ex_idx, re_r, we_r, wr_en, wr_addr, wr_data,
+            ex_cmd, ex_err, ex_wdata, ex_addr, ex_count, ex_words, ex_idx, re_r, we_r,
             st_valid, st_seq0, st_seq1, st_cmd0, st_cmd1, st_words0, st_words1, tx_state, t_err, t_p, t_seq,
             t_status, t_code, t_ecmd, t_len, t_left, t_wi, t_bi
         );
@@ -345,6 +341,7 @@ impl Logic for UartLink {
             & !self.urx.busy.val()
             & (self.rx_state.q.val() == RxState::Hunt)
             & !self.pend_valid.q.val()
+            & !self.dlv.q.val()
         {
             self.div_set.d.next = self.uart_div.val() != 0;
             self.div_r.d.next = self.uart_div.val();
@@ -358,8 +355,8 @@ impl Logic for UartLink {
         self.active.next = (self.ex_state.q.val() != ExState::Idle) | (self.tx_state.q.val() != TxState::Idle);
 
         // ---- Receiver ----
-        self.dlv.next = false;
-        self.dlv_err.next = 0.into();
+        self.dlv.d.next = false;
+        self.dlv_err.d.next = 0.into();
         self.rcrc.init.next = false;
         self.rcrc.load.next = false;
         self.rcrc.byte.next = self.urx.data.val();
@@ -367,16 +364,20 @@ impl Logic for UartLink {
         if self.urx.valid.val() | self.urx.frame_err.val() | (self.rx_state.q.val() == RxState::Hunt) {
             self.to_pre.d.next = 0.into();
             self.to_cnt.d.next = 0.into();
-        } else if self.to_pre.q.val() + 1 == self.div.val() {
-            self.to_pre.d.next = 0.into();
+        } else if self.to_pre.q.val() == 0 {
+            self.to_pre.d.next = self.div.val() - 1;
             if !self.to_cnt.q.val().get_bit(8) {
                 self.to_cnt.d.next = self.to_cnt.q.val() + 1;
             }
         } else {
-            self.to_pre.d.next = self.to_pre.q.val() + 1;
+            self.to_pre.d.next = self.to_pre.q.val() - 1;
         }
         // Command and length check (for the Check state).
-        self.cmd_ok.next = (self.r_cmd.q.val() >= 1) & (self.r_cmd.q.val() <= 5);
+        self.cmd_ok.next = (self.r_cmd.q.val() == 1)
+            | (self.r_cmd.q.val() == 2)
+            | (self.r_cmd.q.val() == 3)
+            | (self.r_cmd.q.val() == 4)
+            | (self.r_cmd.q.val() == 5);
         self.len_ok.next = false;
         if (self.r_cmd.q.val() == 1) | (self.r_cmd.q.val() == 5) {
             // HELLO, STATUS: no payload.
@@ -384,7 +385,7 @@ impl Logic for UartLink {
         }
         if (self.r_cmd.q.val() == 2) | (self.r_cmd.q.val() == 4) {
             // READ, READ_FIFO: addr, count (count in 1..=255).
-            self.len_ok.next = (self.r_len.q.val() == 2) & (self.r_payload.q.val().get_bits::<8>(56) != 0);
+            self.len_ok.next = (self.r_len.q.val() == 2) & (self.r_payload.q.val().get_bits::<8>(32) != 0);
         }
         if self.r_cmd.q.val() == 3 {
             // WRITE: addr, value.
@@ -422,20 +423,22 @@ impl Logic for UartLink {
             }
             RxState::LenLo => {
                 if self.urx.valid.val() {
-                    self.r_len.d.next = bit_cast::<16, 8>(self.urx.data.val());
+                    self.r_len.d.next = self.urx.data.val();
+                    // More than 8 bytes: 9..15 or anything with a bit above bit 3.
+                    self.len_big.d.next = (self.urx.data.val().get_bits::<4>(4) != 0)
+                        | (self.urx.data.val().get_bit(3) & (self.urx.data.val().get_bits::<3>(0) != 0));
                     self.rcrc.load.next = true;
                     self.rx_state.d.next = RxState::LenHi;
                 }
             }
             RxState::LenHi => {
                 if self.urx.valid.val() {
-                    self.r_len.d.next = self.r_len.q.val() | (bit_cast::<16, 8>(self.urx.data.val()) << 8);
                     self.rcrc.load.next = true;
                     self.r_payload.d.next = 0.into();
-                    if (self.urx.data.val() != 0) | (self.r_len.q.val() > 8) {
+                    if (self.urx.data.val() != 0) | self.len_big.q.val() {
                         // BAD_LENGTH, at once; hunt again from the next byte.
-                        self.dlv.next = true;
-                        self.dlv_err.next = 2.into();
+                        self.dlv.d.next = true;
+                        self.dlv_err.d.next = 2.into();
                         self.rx_state.d.next = RxState::Hunt;
                     } else if self.r_len.q.val() == 0 {
                         self.r_cnt.d.next = 4.into();
@@ -448,7 +451,7 @@ impl Logic for UartLink {
             }
             RxState::Payload => {
                 if self.urx.valid.val() {
-                    self.r_payload.d.next = (self.r_payload.q.val() >> 8) | (bit_cast::<64, 8>(self.urx.data.val()) << 56);
+                    self.r_payload.d.next = (self.r_payload.q.val() >> 8) | (bit_cast::<40, 8>(self.urx.data.val()) << 32);
                     self.rcrc.load.next = true;
                     self.r_cnt.d.next = self.r_cnt.q.val() - 1;
                     if self.r_cnt.q.val() == 1 {
@@ -468,14 +471,14 @@ impl Logic for UartLink {
             }
             RxState::Check => {
                 if !self.rcrc.busy.val() {
-                    self.dlv.next = true;
+                    self.dlv.d.next = true;
                     self.rx_state.d.next = RxState::Hunt;
                     if self.rcrc.crc.val() != self.residue.val() {
-                        self.dlv_err.next = 1.into();
+                        self.dlv_err.d.next = 1.into();
                     } else if !self.cmd_ok.val() {
-                        self.dlv_err.next = 3.into();
+                        self.dlv_err.d.next = 3.into();
                     } else if !self.len_ok.val() {
-                        self.dlv_err.next = 2.into();
+                        self.dlv_err.d.next = 2.into();
                     }
                 }
             }
@@ -485,12 +488,12 @@ impl Logic for UartLink {
         }
         if (self.rx_state.q.val() != RxState::Hunt) & (self.rx_state.q.val() != RxState::Check) {
             if self.urx.frame_err.val() {
-                self.dlv.next = true;
-                self.dlv_err.next = 7.into();
+                self.dlv.d.next = true;
+                self.dlv_err.d.next = 7.into();
                 self.rx_state.d.next = RxState::Hunt;
             } else if self.to_cnt.q.val().get_bit(8) {
-                self.dlv.next = true;
-                self.dlv_err.next = 4.into();
+                self.dlv.d.next = true;
+                self.dlv_err.d.next = 4.into();
                 self.rx_state.d.next = RxState::Hunt;
             }
         }
@@ -502,14 +505,15 @@ impl Logic for UartLink {
         self.go_words.next = 0.into();
         self.re_r.d.next = false;
         self.we_r.d.next = false;
-        self.wr_en.d.next = false;
         self.bus_addr.next = self.ex_addr.q.val();
-        self.bus_wdata.next = self.ex_payload.q.val().get_bits::<32>(32);
+        self.bus_wdata.next = self.ex_wdata.q.val();
         self.bus_re.next = self.re_r.q.val();
         self.bus_we.next = self.we_r.q.val();
-        self.ram.write_enable.next = self.wr_en.q.val();
-        self.ram.write_address.next = self.wr_addr.q.val();
-        self.ram.write_data.next = self.wr_data.q.val();
+        // Reply words go to word `ex_words` of the RAM half of this request's seq parity.
+        self.ram.write_enable.next = false;
+        self.ram.write_address.next =
+            bit_cast::<9, 8>(self.ex_words.q.val().get_bits::<8>(0)) | (bit_cast::<9, 8>(self.ex_seq.q.val() & 1) << 8);
+        self.ram.write_data.next = self.bus_rdata.val();
         // Does the pending request repeat the stored reply of its parity?
         if self.pend_seq.q.val().get_bit(0) {
             self.hit.next = self.st_valid.q.val().get_bit(1)
@@ -527,7 +531,16 @@ impl Logic for UartLink {
                     self.ex_seq.d.next = self.pend_seq.q.val();
                     self.ex_cmd.d.next = self.pend_cmd.q.val();
                     self.ex_err.d.next = self.pend_err.q.val();
-                    self.ex_payload.d.next = self.pend_payload.q.val();
+                    // Payload: WRITE addr = [7:0], value = [39:8]; READ(_FIFO) addr = [31:24],
+                    // count = [39:32] (the bytes enter at the top of a 40-bit shift register).
+                    self.ex_wdata.d.next = self.pend_payload.q.val().get_bits::<32>(8);
+                    if self.pend_cmd.q.val() == 3 {
+                        self.ex_addr.d.next = self.pend_payload.q.val().get_bits::<8>(0);
+                        self.ex_count.d.next = 1.into();
+                    } else {
+                        self.ex_addr.d.next = self.pend_payload.q.val().get_bits::<8>(24);
+                        self.ex_count.d.next = self.pend_payload.q.val().get_bits::<8>(32);
+                    }
                     self.ex_words.d.next = 0.into();
                     self.ex_idx.d.next = 0.into();
                     if self.pend_err.q.val() != 0 {
@@ -557,12 +570,6 @@ impl Logic for UartLink {
                         // STATUS: STATUS, TAG_LEVEL, RNG_LEVEL, then the link counters.
                         self.ex_addr.d.next = self.a_status.val();
                         self.ex_count.d.next = 3.into();
-                    } else if self.ex_cmd.q.val() == 3 {
-                        self.ex_addr.d.next = self.ex_payload.q.val().get_bits::<8>(24);
-                        self.ex_count.d.next = 1.into();
-                    } else {
-                        self.ex_addr.d.next = self.ex_payload.q.val().get_bits::<8>(48);
-                        self.ex_count.d.next = self.ex_payload.q.val().get_bits::<8>(56);
                     }
                 }
             }
@@ -585,10 +592,7 @@ impl Logic for UartLink {
                         // READ_FIFO ran empty: a shorter reply.
                         self.ex_state.d.next = ExState::Finish;
                     } else {
-                        self.wr_en.d.next = true;
-                        self.wr_addr.d.next =
-                            bit_cast::<9, 8>(self.ex_words.q.val().get_bits::<8>(0)) | (bit_cast::<9, 8>(self.ex_seq.q.val() & 1) << 8);
-                        self.wr_data.d.next = self.bus_rdata.val();
+                        self.ram.write_enable.next = true;
                         self.ex_words.d.next = self.ex_words.q.val() + 1;
                         self.ex_count.d.next = self.ex_count.q.val() - 1;
                         self.ex_idx.d.next = self.ex_idx.q.val() + 1;
@@ -614,9 +618,8 @@ impl Logic for UartLink {
                 }
             }
             ExState::StatusWord => {
-                self.wr_en.d.next = true;
-                self.wr_addr.d.next = bit_cast::<9, 8>(self.ex_words.q.val().get_bits::<8>(0)) | (bit_cast::<9, 8>(self.ex_seq.q.val() & 1) << 8);
-                self.wr_data.d.next = bit_cast::<32, 16>(self.bad_frames_r.q.val()) | (bit_cast::<32, 16>(self.skipped_r.q.val()) << 16);
+                self.ram.write_enable.next = true;
+                self.ram.write_data.next = bit_cast::<32, 16>(self.bad_frames_r.q.val()) | (bit_cast::<32, 16>(self.skipped_r.q.val()) << 16);
                 self.ex_words.d.next = self.ex_words.q.val() + 1;
                 self.ex_state.d.next = ExState::Finish;
             }
@@ -661,18 +664,18 @@ impl Logic for UartLink {
         if self.take.val() {
             self.pend_valid.d.next = false;
         }
-        if self.dlv.val() {
+        if self.dlv.q.val() {
             if self.pend_valid.q.val() & !self.take.val() {
                 // Overrun: dropped without a reply, counted.
                 self.bad_frames_r.d.next = self.bad_frames_r.q.val() + 1;
             } else {
-                if self.dlv_err.val() != 0 {
+                if self.dlv_err.q.val() != 0 {
                     self.bad_frames_r.d.next = self.bad_frames_r.q.val() + 1;
                 }
                 self.pend_valid.d.next = true;
                 self.pend_seq.d.next = self.r_seq.q.val();
                 self.pend_cmd.d.next = self.r_cmd.q.val();
-                self.pend_err.d.next = self.dlv_err.val();
+                self.pend_err.d.next = self.dlv_err.q.val();
                 self.pend_payload.d.next = self.r_payload.q.val();
             }
         }

@@ -15,7 +15,7 @@ pub const UART_DIV_BITS: usize = 16;
 pub struct UartTx {
     /// Clock.
     pub clock: Signal<In, Clock>,
-    /// Ticks per bit (at least 2); sampled at `start`.
+    /// Ticks per bit (at least 2); hold it steady while `busy`.
     pub divisor: Signal<In, Bits<UART_DIV_BITS>>,
     /// Byte to send, sampled with `start`.
     pub data: Signal<In, Bits<8>>,
@@ -26,7 +26,6 @@ pub struct UartTx {
     /// A byte is on the line (registered).
     pub busy: Signal<Out, Bit>,
     cnt: DFF<Bits<UART_DIV_BITS>>,
-    period: DFF<Bits<UART_DIV_BITS>>,
     sh: DFF<Bits<10>>,
     bits: DFF<Bits<4>>,
     busy_r: DFF<Bit>,
@@ -37,7 +36,7 @@ pub struct UartTx {
 impl Logic for UartTx {
     #[hdl_gen]
     fn update(&mut self) {
-        dff_setup!(self, clock, cnt, period, sh, bits, busy_r, tx_n);
+        dff_setup!(self, clock, cnt, sh, bits, busy_r, tx_n);
         self.tx.next = !self.tx_n.q.val();
         self.busy.next = self.busy_r.q.val();
         if self.busy_r.q.val() {
@@ -48,7 +47,7 @@ impl Logic for UartTx {
                     self.tx_n.d.next = !self.sh.q.val().get_bit(0);
                     self.sh.d.next = self.sh.q.val() >> 1;
                     self.bits.d.next = self.bits.q.val() - 1;
-                    self.cnt.d.next = self.period.q.val() - 1;
+                    self.cnt.d.next = self.divisor.val() - 1;
                 }
             } else {
                 self.cnt.d.next = self.cnt.q.val() - 1;
@@ -59,7 +58,6 @@ impl Logic for UartTx {
             self.sh.d.next = (bit_cast::<10, 8>(self.data.val()) << 1) | 0x200;
             self.bits.d.next = 10.into();
             self.cnt.d.next = 0.into();
-            self.period.d.next = self.divisor.val();
         }
     }
 }
