@@ -14,37 +14,38 @@ use qkd_hdl::testsig::TestSignalConfig;
 use qkd_hdl::verilog::TAGGER_CHANNELS;
 
 /// The C functions of one Verilated module's shim.
-struct Shim {
-    new: unsafe extern "C" fn() -> *mut c_void,
-    delete: unsafe extern "C" fn(*mut c_void),
-    eval: unsafe extern "C" fn(*mut c_void),
-    port: unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void,
+pub(crate) struct Shim {
+    pub(crate) new: unsafe extern "C" fn() -> *mut c_void,
+    pub(crate) delete: unsafe extern "C" fn(*mut c_void),
+    pub(crate) eval: unsafe extern "C" fn(*mut c_void),
+    pub(crate) port: unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void,
 }
 
 macro_rules! shim {
     ($new:ident, $delete:ident, $eval:ident, $port:ident) => {{
         extern "C" {
-            fn $new() -> *mut c_void;
-            fn $delete(p: *mut c_void);
-            fn $eval(p: *mut c_void);
-            fn $port(p: *mut c_void, name: *const c_char) -> *mut c_void;
+            fn $new() -> *mut std::ffi::c_void;
+            fn $delete(p: *mut std::ffi::c_void);
+            fn $eval(p: *mut std::ffi::c_void);
+            fn $port(p: *mut std::ffi::c_void, name: *const std::ffi::c_char) -> *mut std::ffi::c_void;
         }
-        Shim { new: $new, delete: $delete, eval: $eval, port: $port }
+        $crate::verilated::Shim { new: $new, delete: $delete, eval: $eval, port: $port }
     }};
 }
+pub(crate) use shim;
 
 extern "C" {
     fn qkd_time_tagger_run_cpp(p: *mut c_void, stim: *const u8, n: u64, pops: *mut u64) -> u64;
 }
 
 /// One Verilated model instance, owned.
-struct Model {
+pub(crate) struct Model {
     handle: NonNull<c_void>,
     shim: Shim,
 }
 
 impl Model {
-    fn new(shim: Shim) -> Self {
+    pub(crate) fn new(shim: Shim) -> Self {
         // SAFETY: the shim's `new` returns a fresh, owned model.
         let handle = NonNull::new(unsafe { (shim.new)() }).expect("Verilated model allocation failed");
         Self { handle, shim }
@@ -54,7 +55,7 @@ impl Model {
     ///
     /// # Panics
     /// If the module has no such port (a mismatch between the gateware and this wrapper).
-    fn port<T>(&self, name: &str) -> *mut T {
+    pub(crate) fn port<T>(&self, name: &str) -> *mut T {
         let c = CString::new(name).expect("port name");
         // SAFETY: the handle is live; the shim returns null for unknown names.
         let p = unsafe { (self.shim.port)(self.handle.as_ptr(), c.as_ptr()) };
@@ -63,9 +64,18 @@ impl Model {
     }
 
     #[inline]
-    fn eval(&mut self) {
+    pub(crate) fn eval(&mut self) {
         // SAFETY: the handle is live.
         unsafe { (self.shim.eval)(self.handle.as_ptr()) }
+    }
+
+    /// One clock tick on the clock port `clock`: rising edge, then falling edge.
+    #[inline]
+    pub(crate) fn tick(&mut self, clock: *mut u8) {
+        put(clock, 1);
+        self.eval();
+        put(clock, 0);
+        self.eval();
     }
 }
 
@@ -79,9 +89,38 @@ impl Drop for Model {
 // A Verilated model is owned exclusively by its wrapper and may move between threads.
 unsafe impl Send for Model {}
 
+/// One Verilated model with its clock port.
+pub(crate) struct Dut {
+    model: Model,
+    clock: *mut u8,
+}
+
+// The model and its port pointers move together.
+unsafe impl Send for Dut {}
+
+impl Dut {
+    /// A new model, evaluated once so that its outputs are valid.
+    pub(crate) fn new(shim: Shim) -> Self {
+        let mut model = Model::new(shim);
+        let clock = model.port("clock");
+        model.eval();
+        Self { model, clock }
+    }
+
+    /// A pointer to port `name` (see [`Model::port`]).
+    pub(crate) fn port<T>(&self, name: &str) -> *mut T {
+        self.model.port(name)
+    }
+
+    /// One clock tick.
+    pub(crate) fn tick(&mut self) {
+        self.model.tick(self.clock);
+    }
+}
+
 /// Writes a value to an input port.
 #[inline]
-fn put<T>(p: *mut T, v: T) {
+pub(crate) fn put<T>(p: *mut T, v: T) {
     // SAFETY: every port pointer stays valid while its model lives, and the wrappers hold
     // both together.
     unsafe { *p = v }
@@ -89,13 +128,13 @@ fn put<T>(p: *mut T, v: T) {
 
 /// Reads a port.
 #[inline]
-fn get<T: Copy>(p: *mut T) -> T {
+pub(crate) fn get<T: Copy>(p: *mut T) -> T {
     // SAFETY: as for `put`.
     unsafe { *p }
 }
 
 /// Mask of the [`TAGGER_CHANNELS`] channel bits.
-const CH_MASK: u8 = ((1u16 << TAGGER_CHANNELS) - 1) as u8;
+pub(crate) const CH_MASK: u8 = ((1u16 << TAGGER_CHANNELS) - 1) as u8;
 
 /// The Verilated time tagger (`qkd_hdl::verilog::SimTagger`), in its power-on state.
 pub struct VerilatedTagger {

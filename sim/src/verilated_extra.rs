@@ -1,107 +1,12 @@
 //! The Verilated correlation histogram and coincidence stream filter, driven from Rust.
 //!
-//! Same scheme as [`crate::verilated`]: the generated shim of each module (`sim/build.rs`)
-//! returns raw pointers to its port fields, looked up once by name, so a port access is a
-//! memory access and only `eval` crosses the FFI boundary. The small owner type below repeats
-//! the one of `verilated` because that one is private to its module.
+//! Same scheme as [`crate::verilated`], whose model owner and port accessors it uses.
 
-use std::ffi::{c_char, c_void, CString};
-use std::ptr::NonNull;
+use crate::verilated::{get, put, shim, Dut, CH_MASK};
 
 use qkd_hdl::coinc_filter::{FilterConfig, FILTER_GROUPS, FILTER_MAX_DELAY, FILTER_MAX_WINDOW};
 use qkd_hdl::histogram::{HistogramIn, HistogramOut, HIST_BIN_BITS};
 use qkd_hdl::verilog::TAGGER_CHANNELS;
-
-/// The C functions of one Verilated module's shim.
-struct Shim {
-    new: unsafe extern "C" fn() -> *mut c_void,
-    delete: unsafe extern "C" fn(*mut c_void),
-    eval: unsafe extern "C" fn(*mut c_void),
-    port: unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void,
-}
-
-extern "C" {
-    fn qkd_histogram_new() -> *mut c_void;
-    fn qkd_histogram_delete(p: *mut c_void);
-    fn qkd_histogram_eval(p: *mut c_void);
-    fn qkd_histogram_port(p: *mut c_void, name: *const c_char) -> *mut c_void;
-    fn qkd_coinc_filter_new() -> *mut c_void;
-    fn qkd_coinc_filter_delete(p: *mut c_void);
-    fn qkd_coinc_filter_eval(p: *mut c_void);
-    fn qkd_coinc_filter_port(p: *mut c_void, name: *const c_char) -> *mut c_void;
-}
-
-/// One Verilated model instance, owned, with its clock port.
-struct Dut {
-    handle: NonNull<c_void>,
-    shim: Shim,
-    clock: *mut u8,
-}
-
-// A Verilated model is owned exclusively by its wrapper and may move between threads.
-unsafe impl Send for Dut {}
-
-impl Dut {
-    /// A new model, evaluated once so that its outputs are valid.
-    fn new(shim: Shim) -> Self {
-        // SAFETY: the shim's `new` returns a fresh, owned model.
-        let handle = NonNull::new(unsafe { (shim.new)() }).expect("Verilated model allocation failed");
-        let mut d = Self { handle, shim, clock: std::ptr::null_mut() };
-        d.clock = d.port("clock");
-        d.eval();
-        d
-    }
-
-    /// A pointer to port `name`, valid for the model's lifetime.
-    ///
-    /// # Panics
-    /// If the module has no such port (a mismatch between the gateware and this wrapper).
-    fn port<T>(&self, name: &str) -> *mut T {
-        let c = CString::new(name).expect("port name");
-        // SAFETY: the handle is live; the shim returns null for unknown names.
-        let p = unsafe { (self.shim.port)(self.handle.as_ptr(), c.as_ptr()) };
-        assert!(!p.is_null(), "the Verilated module has no port {name}");
-        p.cast()
-    }
-
-    fn eval(&mut self) {
-        // SAFETY: the handle is live.
-        unsafe { (self.shim.eval)(self.handle.as_ptr()) }
-    }
-
-    /// One clock tick: rising edge, then falling edge.
-    fn tick(&mut self) {
-        put(self.clock, 1);
-        self.eval();
-        put(self.clock, 0);
-        self.eval();
-    }
-}
-
-impl Drop for Dut {
-    fn drop(&mut self) {
-        // SAFETY: the handle came from the shim's `new` and is deleted once.
-        unsafe { (self.shim.delete)(self.handle.as_ptr()) }
-    }
-}
-
-/// Writes a value to an input port.
-#[inline]
-fn put<T>(p: *mut T, v: T) {
-    // SAFETY: every port pointer stays valid while its model lives, and the wrappers hold
-    // both together.
-    unsafe { *p = v }
-}
-
-/// Reads a port.
-#[inline]
-fn get<T: Copy>(p: *mut T) -> T {
-    // SAFETY: as for `put`.
-    unsafe { *p }
-}
-
-/// Mask of the [`TAGGER_CHANNELS`] channel bits.
-const CH_MASK: u8 = ((1u16 << TAGGER_CHANNELS) - 1) as u8;
 
 /// The Verilated correlation histogram (`qkd_hdl::histogram::Histogram`, 5 channels,
 /// [`HIST_BIN_BITS`]-bit bin numbers), in its power-on state.
@@ -134,12 +39,7 @@ impl VerilatedHistogram {
 
     /// A new model.
     pub fn new() -> Self {
-        let d = Dut::new(Shim {
-            new: qkd_histogram_new,
-            delete: qkd_histogram_delete,
-            eval: qkd_histogram_eval,
-            port: qkd_histogram_port,
-        });
+        let d = Dut::new(shim!(qkd_histogram_new, qkd_histogram_delete, qkd_histogram_eval, qkd_histogram_port));
         Self {
             hits: d.port("hits"),
             start_ch: d.port("start_ch"),
@@ -196,12 +96,7 @@ impl Default for VerilatedCoincFilter {
 impl VerilatedCoincFilter {
     /// A new model.
     pub fn new() -> Self {
-        let d = Dut::new(Shim {
-            new: qkd_coinc_filter_new,
-            delete: qkd_coinc_filter_delete,
-            eval: qkd_coinc_filter_eval,
-            port: qkd_coinc_filter_port,
-        });
+        let d = Dut::new(shim!(qkd_coinc_filter_new, qkd_coinc_filter_delete, qkd_coinc_filter_eval, qkd_coinc_filter_port));
         Self {
             hits: d.port("hits"),
             delay: (0..TAGGER_CHANNELS).map(|c| d.port(&format!("delay${c}"))).collect(),
