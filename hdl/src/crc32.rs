@@ -28,10 +28,10 @@ pub struct Crc32Serial {
     /// Strobe: set the register to `0xFFFFFFFF` (start of a message). Do not combine with
     /// `load` or use while `busy`.
     pub init: Signal<In, Bit>,
-    /// Strobe: absorb `byte` over the next 8 ticks (only when not `busy`).
+    /// Strobe: absorb `data` over the next 8 ticks (only when not `busy`).
     pub load: Signal<In, Bit>,
     /// Byte to absorb, sampled with `load`.
-    pub byte: Signal<In, Bits<8>>,
+    pub data: Signal<In, Bits<8>>,
     /// The raw CRC register (registered).
     pub crc: Signal<Out, Bits<32>>,
     /// A byte is being absorbed (registered; high from the tick after `load` for 8 ticks).
@@ -49,7 +49,7 @@ impl Default for Crc32Serial {
             clock: Default::default(),
             init: Default::default(),
             load: Default::default(),
-            byte: Default::default(),
+            data: Default::default(),
             crc: Default::default(),
             busy: Default::default(),
             reg_crc: Default::default(),
@@ -80,7 +80,7 @@ impl Logic for Crc32Serial {
             self.reg_crc.d.next = self.ones.val();
         }
         if self.load.val() {
-            self.sh.d.next = self.byte.val();
+            self.sh.d.next = self.data.val();
             self.cnt.d.next = 8.into();
         }
     }
@@ -132,7 +132,7 @@ mod tests {
             x.init.next = false;
             for &b in &msg {
                 x.load.next = true;
-                x.byte.next = (b as u64).into();
+                x.data.next = (b as u64).into();
                 wait_clock_cycle!(sim, clock, x);
                 x.load.next = false;
                 // A gap as on the line: between 8 (the minimum) and 12 ticks.

@@ -10,6 +10,7 @@
 
 pub mod channel;
 pub mod coincidence;
+pub mod core;
 pub mod histogram;
 pub mod coinc_filter;
 pub mod entry_fifo;

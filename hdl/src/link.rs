@@ -359,7 +359,7 @@ impl Logic for UartLink {
         self.dlv_err.d.next = 0.into();
         self.rcrc.init.next = false;
         self.rcrc.load.next = false;
-        self.rcrc.byte.next = self.urx.data.val();
+        self.rcrc.data.next = self.urx.data.val();
         // Timeout: bit periods since the last byte.
         if self.urx.valid.val() | self.urx.frame_err.val() | (self.rx_state.q.val() == RxState::Hunt) {
             self.to_pre.d.next = 0.into();
@@ -770,7 +770,7 @@ impl Logic for UartLink {
         }
         self.utx.data.next = self.t_byte.val();
         self.utx.start.next = false;
-        self.tcrc.byte.next = self.t_byte.val();
+        self.tcrc.data.next = self.t_byte.val();
         self.tcrc.load.next = false;
         if self.t_send.val() & !self.utx.busy.val() & !self.tcrc.busy.val() {
             self.utx.start.next = true;

@@ -6,10 +6,11 @@
 //! `docs/protocol.md` (LiteX's `csr.json`/`csr.csv` in spirit). [`REGMAP_HASH`], a hash of the
 //! whole table, is readable from the device, so a host built against another map refuses it.
 //!
-//! Addresses are word addresses (8 bits) on the core's register bus ([`crate::bus`]); every
+//! Addresses are word addresses (8 bits) on the core's register bus ([`crate::core`]); every
 //! register is 32 bits wide on the bus, with its defined bits right-aligned and the rest
 //! reading as zero. Arrays (`count > 1`) occupy consecutive addresses, element `i` at
-//! `addr + i`.
+//! `addr + i`. The defined bits of a register with fields are its fields' bits (the holes
+//! between fields read as zero too); [`Register::element_mask`] gives them per element.
 
 use serde::Serialize;
 
@@ -24,7 +25,7 @@ pub enum Access {
     /// Write-only strobe: a write triggers the action of each set bit; reads return 0.
     Wo,
     /// Read-only FIFO port: each read pops one word; a read of an empty FIFO returns no data
-    /// (the bus flags it, see [`crate::bus`]).
+    /// (the bus flags it, see [`crate::core`]).
     Fifo,
 }
 
@@ -84,6 +85,10 @@ pub struct Register {
     pub doc: &'static str,
     /// Bit fields (empty when the register is one number).
     pub fields: &'static [Field],
+    /// For an array whose elements are the 32-bit words of one long number (least
+    /// significant word first): the number's width, in bits; the last elements then have
+    /// fewer defined bits than `width`. 0 for every other register.
+    pub number_bits: u16,
 }
 
 impl Register {
@@ -93,9 +98,27 @@ impl Register {
         self.addr + i as u8
     }
 
-    /// Mask of the defined bits.
+    /// Mask of the bits below `width`.
     pub const fn mask(&self) -> u32 {
         mask(self.width)
+    }
+
+    /// Mask of the defined bits of element `i`: its fields' bits, or the bits below `width`
+    /// when it has no fields, limited to `number_bits` for a long number (panics when
+    /// `i >= count`). A write keeps only these bits, and only these read back.
+    pub const fn element_mask(&self, i: usize) -> u32 {
+        assert!(i < self.count as usize);
+        let mut m = if self.fields.is_empty() { self.mask() } else { 0 };
+        let mut j = 0;
+        while j < self.fields.len() {
+            m |= mask(self.fields[j].width) << self.fields[j].lsb;
+            j += 1;
+        }
+        if self.number_bits > 0 {
+            let below = self.number_bits as i32 - 32 * i as i32;
+            m &= if below <= 0 { 0 } else if below >= 32 { u32::MAX } else { mask(below as u8) };
+        }
+        m
     }
 
     /// Whether `value` fits the register's defined bits.
@@ -113,7 +136,7 @@ const fn mask(width: u8) -> u32 {
 }
 
 const fn reg(name: &'static str, addr: u8, width: u8, access: Access, doc: &'static str) -> Register {
-    Register { name, addr, count: 1, width, access, reset: 0, doc, fields: &[] }
+    Register { name, addr, count: 1, width, access, reset: 0, doc, fields: &[], number_bits: 0 }
 }
 
 const fn field(name: &'static str, lsb: u8, width: u8, doc: &'static str) -> Field {
@@ -175,8 +198,9 @@ pub const STATUS: Register = Register {
         field("RNG_STARTED", 6, 1, "the health start-up test passed"),
         field("RNG_POOL", 7, 1, "at least 160 checked raw bits in the entropy pool since the last reseed"),
         field("HIST_BUSY", 8, 1, "the histogram is clearing"),
+        field("TAG_LOST", 9, 1, "the tagger dropped events (a LOST record was made) since CTRL.ACQUIRE was last set"),
     ],
-    ..reg("STATUS", 0x05, 9, Access::Ro, "Core status")
+    ..reg("STATUS", 0x05, 10, Access::Ro, "Core status")
 };
 /// Scratch register for bus tests.
 pub const SCRATCH: Register = reg("SCRATCH", 0x06, 32, Access::Rw, "Scratch register, no effect");
@@ -221,16 +245,25 @@ pub const COINC_DELAY: Register = Register {
 /// Coincidence group masks.
 pub const COINC_GROUP: Register = Register {
     count: GROUPS as u8,
-    ..reg("COINC_GROUP", 0x28, CHANNELS as u8, Access::Rw, "Channel mask of coincidence group g (0 = off)")
+    ..reg(
+        "COINC_GROUP",
+        0x28,
+        CHANNELS as u8,
+        Access::Rw,
+        "Channel mask of coincidence group g (0 = off), for the counter and the coincidence-only filter",
+    )
 };
 /// Coincidence window.
 pub const COINC_WINDOW: Register =
     reg("COINC_WINDOW", 0x2C, 8, Access::Rw, "Coincidence window, in ticks (all members within it)");
 /// Gate time.
-pub const COINC_GATE: Register = Register {
-    reset: 1_000_000,
-    ..reg("COINC_GATE", 0x2D, 32, Access::Rw, "Counting gate, in ticks (counts are latched at its end)")
-};
+pub const COINC_GATE: Register = reg(
+    "COINC_GATE",
+    0x2D,
+    32,
+    Access::Rw,
+    "Counting gate, in ticks (counts are latched at its end); 0 = off. A new value applies at the end of the gate in progress (at once when it was 0), so the first gate after power-on or a change is incomplete",
+);
 /// Completed gates.
 pub const COINC_GATE_SEQ: Register =
     reg("COINC_GATE_SEQ", 0x2E, 16, Access::Ro, "Number of completed gates (wraps); read before and after the counts");
@@ -258,9 +291,9 @@ pub const HIST_CONFIG: Register = Register {
 pub const HIST_OFFSET: Register = reg(
     "HIST_OFFSET",
     0x41,
-    16,
+    8,
     Access::Rw,
-    "Added to t_stop - t_start before binning, in ticks (so negative delays land in bins)",
+    "Delay of the stop channel, in ticks (0..255), added to t_stop - t_start before binning (so negative delays land in bins)",
 );
 /// Histogram read address.
 pub const HIST_ADDR: Register =
@@ -299,11 +332,13 @@ pub const TS_PAIR_DELAY: Register =
 /// RNG key.
 pub const RNG_KEY: Register = Register {
     count: 3,
+    number_bits: 80,
     ..reg("RNG_KEY", 0x60, 32, Access::Rw, "Trivium key bits [32i+31:32i] (80 bits; element 2 uses bits 15:0)")
 };
 /// RNG IV.
 pub const RNG_IV: Register = Register {
     count: 3,
+    number_bits: 80,
     ..reg("RNG_IV", 0x63, 32, Access::Rw, "Trivium IV bits [32i+31:32i] (80 bits; element 2 uses bits 15:0)")
 };
 /// RNG commands.
@@ -363,6 +398,34 @@ pub const RNG_DATA: Register = reg(
 pub const RNG_MISSED: Register =
     reg("RNG_MISSED", 0x6F, 16, Access::Ro, "Slots without a choice (not ready, unhealthy, or FIFO full), saturating");
 
+/// Coincidence-only filter delay per channel.
+pub const FILTER_DELAY: Register = Register {
+    count: CHANNELS as u8,
+    ..reg("FILTER_DELAY", 0x70, 3, Access::Rw, "Delay of channel i before the coincidence-only filter, in ticks (0..7)")
+};
+/// Coincidence-only filter window.
+pub const FILTER_WINDOW: Register = reg(
+    "FILTER_WINDOW",
+    0x78,
+    4,
+    Access::Rw,
+    "Coincidence-only filter window, in ticks (0..15): an event is kept when all members of a group containing its channel fall in W + 1 ticks around it",
+);
+/// Channels the coincidence-only filter always keeps.
+pub const FILTER_PASS: Register =
+    reg("FILTER_PASS", 0x79, CHANNELS as u8, Access::Rw, "Channels kept in coincidence-only mode without a coincidence (bit i = channel i; e.g. the sync channel)");
+/// Time shift of the coincidence-only stream.
+pub const FILTER_LATENCY: Register = Register {
+    reset: crate::coinc_filter::FILTER_LATENCY as u32 + 1,
+    ..reg(
+        "FILTER_LATENCY",
+        0x7A,
+        16,
+        Access::Ro,
+        "In coincidence-only mode an event of channel i is tagged this many ticks plus FILTER_DELAY[i] late",
+    )
+};
+
 /// Every register, in address order.
 pub const REGISTERS: &[Register] = &[
     ID, VERSION, MAP_HASH, BUILD, CTRL, STATUS, SCRATCH, UART_DIV, LINK_BAD_FRAMES, LINK_SKIPPED,
@@ -372,6 +435,7 @@ pub const REGISTERS: &[Register] = &[
     TS_THRESHOLD, TS_CONFIG, TS_PAIR_DELAY,
     RNG_KEY, RNG_IV, RNG_CMD, RNG_CONFIG, RNG_THR_Z, RNG_THR_CLASS, RNG_CUTOFF, RNG_SLOT_DIV, RNG_RAW_DIV,
     RNG_LEVEL, RNG_DATA, RNG_MISSED,
+    FILTER_DELAY, FILTER_WINDOW, FILTER_PASS, FILTER_LATENCY,
 ];
 
 /// FNV-1a (32-bit) over the canonical text of [`REGISTERS`] (name, address, count, width,
@@ -401,6 +465,7 @@ const fn hash_map(regs: &[Register]) -> u32 {
         h = fnv(h, r.name.as_bytes());
         h = fnv_u32(h, r.addr as u32 | (r.count as u32) << 8 | (r.width as u32) << 16 | (r.access as u32) << 24);
         h = fnv_u32(h, r.reset);
+        h = fnv_u32(h, r.number_bits as u32);
         let mut j = 0;
         while j < r.fields.len() {
             let f = &r.fields[j];
@@ -498,6 +563,9 @@ mod tests {
         for r in REGISTERS {
             assert!(r.count >= 1 && (1..=32).contains(&r.width), "{}", r.name);
             assert!(r.fits(r.reset), "{} reset value", r.name);
+            assert!((0..r.count as usize).all(|i| r.access != Access::Rw || r.reset & !r.element_mask(i) == 0), "{} reset value", r.name);
+            // The register bank tells rw registers by bit 0 of their write mask.
+            assert!((0..r.count as usize).all(|i| r.access != Access::Rw || r.element_mask(i) & 1 == 1), "{}", r.name);
             for i in 0..r.count as usize {
                 let a = r.at(i) as usize;
                 assert!(!used[a], "{} overlaps at 0x{a:02x}", r.name);
@@ -520,6 +588,10 @@ mod tests {
         assert_eq!(lookup(0x12), Some((&DEAD_TIME, 2)));
         assert_eq!(lookup(0xff), None);
         assert_eq!(by_name("tag_data"), Some(&TAG_DATA));
+        assert_eq!(RNG_KEY.element_mask(1), u32::MAX);
+        assert_eq!(RNG_KEY.element_mask(2), 0xffff);
+        assert_eq!(HIST_CONFIG.element_mask(0), 0xf77);
+        assert_eq!(DEAD_TIME.element_mask(4), 0xffff);
         let f = RNG_THR_CLASS.fields[1];
         assert_eq!(f.get(f.set(0x1234, 0xbeef)), 0xbeef);
         assert_eq!(f.set(0x1234, 0xbeef) & 0xffff, 0x1234);
@@ -539,7 +611,7 @@ mod tests {
         let doc = include_str!("../../docs/protocol.md");
         assert!(
             doc.contains(&to_markdown()),
-            "docs/protocol.md is out of date: run `cargo run -p qkd-hdl --bin qkd-hdl-gen -- build/verilog --doc docs/protocol.md`"
+            "docs/protocol.md is out of date: run `cargo run -p qkd-hdl --bin qkd-hdl-gen -- --regmap-only --doc docs/protocol.md`"
         );
     }
 }

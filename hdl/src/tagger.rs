@@ -27,7 +27,7 @@ pub const ENTRY_BITS: usize = 64;
 /// The event FIFO: [`EVENT_FIFO_DEPTH`] entries of [`ENTRY_BITS`] bits in block RAM.
 pub type EventFifo = EntryFifo<Bits<ENTRY_BITS>, FIFO_ADDR_BITS>;
 
-/// An `N`-channel time tagger (1 ≤ N ≤ 8).
+/// An `N`-channel time tagger (1 ≤ N ≤ 8): [`ChannelFrontEnd`]s feeding a [`TagPipeline`].
 ///
 /// Inputs are the asynchronous detector `pins` and the per-channel configuration; the output
 /// is a one-record read port (`read`, `data_out`, `empty`): `data_out` holds the next record
@@ -53,6 +53,68 @@ pub struct TimeTagger<const N: usize> {
     /// Entries in the event FIFO, as the writer counts them.
     pub occupancy: Signal<Out, Bits<OCCUPANCY_BITS>>,
     channels: [ChannelFrontEnd; N],
+    pipe: TagPipeline<N>,
+    fire: Signal<Local, Bits<N>>,
+}
+
+impl<const N: usize> Default for TimeTagger<N> {
+    fn default() -> Self {
+        Self {
+            clock: Default::default(),
+            pins: Default::default(),
+            enable: Default::default(),
+            falling: Default::default(),
+            dead_time: array_init::array_init(|_| Default::default()),
+            read: Default::default(),
+            data_out: Default::default(),
+            empty: Default::default(),
+            occupancy: Default::default(),
+            channels: array_init::array_init(|_| Default::default()),
+            pipe: Default::default(),
+            fire: Default::default(),
+        }
+    }
+}
+
+impl<const N: usize> Logic for TimeTagger<N> {
+    #[hdl_gen]
+    fn update(&mut self) {
+        self.fire.next = 0.into();
+        for i in 0..N {
+            self.channels[i].clock.next = self.clock.val();
+            self.channels[i].pin.next = self.pins.val().get_bit(i);
+            self.channels[i].enable.next = self.enable.val().get_bit(i);
+            self.channels[i].falling.next = self.falling.val().get_bit(i);
+            self.channels[i].dead_time.next = self.dead_time[i].val();
+            self.fire.next = self.fire.val().replace_bit(i, self.channels[i].fire.val());
+        }
+        self.pipe.clock.next = self.clock.val();
+        self.pipe.hits.next = self.fire.val();
+        self.pipe.read.next = self.read.val();
+        self.data_out.next = self.pipe.data_out.val();
+        self.empty.next = self.pipe.empty.val();
+        self.occupancy.next = self.pipe.occupancy.val();
+    }
+}
+
+/// The tagger behind the channel front ends: time base, entry writer, event FIFO and record
+/// formatter, fed with the per-tick channel event mask `hits` (bit c = channel c; the
+/// front ends' `fire` outputs, or a filtered version of them). A hit in tick `t` is tagged
+/// with time `t` (the time base's count in that tick).
+#[derive(LogicBlock)]
+pub struct TagPipeline<const N: usize> {
+    /// Tagger clock; one tick is the time unit of every tag.
+    pub clock: Signal<In, Clock>,
+    /// Channel events in this tick (bit c = channel c).
+    pub hits: Signal<In, Bits<N>>,
+    /// Read strobe: takes `data_out` when `empty` is low.
+    pub read: Signal<In, Bit>,
+    /// The next record (valid while `empty` is low).
+    pub data_out: Signal<Out, Bits<RECORD_BITS>>,
+    /// No record ready.
+    pub empty: Signal<Out, Bit>,
+    /// Entries in the event FIFO, as the writer counts them.
+    pub occupancy: Signal<Out, Bits<OCCUPANCY_BITS>>,
     // Time base: `now = now_epoch << TIME_LOW_BITS | now_low`; `wrap` is high in the last
     // tick of an epoch; `wrap1`/`wrap2` delay it to mark the boundary at stage 2.
     now_low: DFF<Bits<TIME_LOW_BITS>>,
@@ -131,21 +193,17 @@ fn konst<const B: usize>(x: u64) -> Constant<Bits<B>> {
     Constant::new(x.to_bits())
 }
 
-impl<const N: usize> Default for TimeTagger<N> {
+impl<const N: usize> Default for TagPipeline<N> {
     fn default() -> Self {
         assert!((1..=MAX_CHANNELS).contains(&N), "a tagger has 1..=8 channels");
         assert_eq!(1 << FIFO_ADDR_BITS, EVENT_FIFO_DEPTH);
         Self {
             clock: Default::default(),
-            pins: Default::default(),
-            enable: Default::default(),
-            falling: Default::default(),
-            dead_time: array_init::array_init(|_| Default::default()),
+            hits: Default::default(),
             read: Default::default(),
             data_out: Default::default(),
             empty: Default::default(),
             occupancy: Default::default(),
-            channels: array_init::array_init(|_| Default::default()),
             now_low: Default::default(),
             now_epoch: Default::default(),
             wrap: Default::default(),
@@ -209,7 +267,7 @@ impl<const N: usize> Default for TimeTagger<N> {
     }
 }
 
-impl<const N: usize> Logic for TimeTagger<N> {
+impl<const N: usize> Logic for TagPipeline<N> {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
@@ -219,16 +277,8 @@ impl<const N: usize> Logic for TimeTagger<N> {
             wq_valid, wq_data, ent, phase, fmt_busy, epoch_eq_lo, epoch_eq_hi, out, out_valid, last_epoch, epoch_valid
         );
         self.fifo.clock.next = self.clock.val();
-        // Channel front ends → stage 1.
-        self.fire.next = 0.into();
-        for i in 0..N {
-            self.channels[i].clock.next = self.clock.val();
-            self.channels[i].pin.next = self.pins.val().get_bit(i);
-            self.channels[i].enable.next = self.enable.val().get_bit(i);
-            self.channels[i].falling.next = self.falling.val().get_bit(i);
-            self.channels[i].dead_time.next = self.dead_time[i].val();
-            self.fire.next = self.fire.val().replace_bit(i, self.channels[i].fire.val());
-        }
+        // Channel events → stage 1.
+        self.fire.next = bit_cast::<MAX_CHANNELS, N>(self.hits.val());
         self.hit1.d.next = self.fire.val();
         self.ts1_low.d.next = self.now_low.q.val();
         self.ts1_epoch.d.next = self.now_epoch.q.val();

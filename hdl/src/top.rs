@@ -1,15 +1,17 @@
-//! Board tops: the tagger core with a PLL, status LEDs and the raw UART tag stream, for the
-//! iCEBreaker (iCE40UP5K-SG48) and the iCE40-HX8K breakout board (iCE40HX8K-CT256).
+//! Board tops: the core (time tagger, coincidence counter, correlation histogram, test signal,
+//! basis RNG) with a PLL, status LEDs and the UART host link, for the iCEBreaker
+//! (iCE40UP5K-SG48) and the iCE40-HX8K breakout board (iCE40HX8K-CT256); and the simulated
+//! board (the same core and link without PLL) that `qkd-sim` verilates.
 //!
 //! Pins: 4 detector inputs `det[3:0]` (H, V, D, A) and `sync_in` (1PPS/sync, tagger channel
-//! 4), the 12 MHz board clock `clk_12m`, `uart_tx` to the board's FTDI, and two LEDs (PLL
-//! lock, FIFO activity). The constraint files are `constraints/<board>.pcf`.
+//! 4), `entropy_in` (raw entropy for the basis generator), the 12 MHz board clock `clk_12m`,
+//! `uart_rx`/`uart_tx` to the board's FTDI, and four LEDs. The constraint files are
+//! `constraints/<board>.pcf`.
 
 use rust_hdl::prelude::*;
 
-use crate::tagger::TimeTagger;
-use crate::uart_stream::UartRecordStreamer;
-use crate::verilog::TAGGER_CHANNELS;
+use crate::core::Core;
+use crate::link::UartLink;
 
 /// A supported development board.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,7 +170,21 @@ endmodule
     }
 }
 
-/// The foundation board top: PLL → tagger → raw UART record stream.
+/// Board code of the simulator in the `BUILD` register.
+pub const BOARD_CODE_SIM: u8 = 0;
+
+impl Board {
+    /// Board code in the `BUILD` register.
+    pub fn code(self) -> u8 {
+        match self {
+            Board::IceBreaker => 1,
+            Board::Hx8k => 2,
+        }
+    }
+}
+
+/// The board top: PLL → core (tagger, coincidences, histogram, test signal, basis RNG, CSR
+/// bank) ← UART host link.
 #[derive(LogicBlock)]
 pub struct BoardTop {
     /// 12 MHz board oscillator.
@@ -177,21 +193,21 @@ pub struct BoardTop {
     pub det: Signal<In, Bits<4>>,
     /// Sync / 1PPS input (tagger channel 4).
     pub sync_in: Signal<In, Bit>,
-    /// UART transmit line to the host (3 Mbaud 8N1, raw records, LSB byte first).
+    /// Raw entropy input of the basis generator (e.g. a comparator on a noise diode).
+    pub entropy_in: Signal<In, Bit>,
+    /// UART receive line from the host (3 Mbaud 8N1 by default).
+    pub uart_rx: Signal<In, Bit>,
+    /// UART transmit line to the host.
     pub uart_tx: Signal<Out, Bit>,
-    /// Status LEDs: bit 0 PLL locked, bit 1 tag FIFO not empty (active high; the iCEBreaker
-    /// constraint file maps them to its active-low LEDs inverted in `led_n`).
-    pub led: Signal<Out, Bits<2>>,
+    /// Status LEDs (active high), see [`crate::core::Core::leds`]; bit 0 is overridden with
+    /// "PLL locked".
+    pub led: Signal<Out, Bits<4>>,
     pll: Ice40Pll,
-    tagger: TimeTagger<TAGGER_CHANNELS>,
-    uart: UartRecordStreamer,
+    core: Core,
+    link: UartLink,
     lock_sync: BitSynchronizer,
-    // LED drivers: own registers, so the pads' long nets stay off the logic paths.
-    led_r: DFF<Bits<2>>,
-    enable_r: DFF<Bit>,
-    leds: Signal<Local, Bits<2>>,
-    divisor: Constant<Bits<16>>,
-    dead_time: Constant<Bits<16>>,
+    led_r: DFF<Bits<4>>,
+    leds: Signal<Local, Bits<4>>,
 }
 
 impl BoardTop {
@@ -201,19 +217,16 @@ impl BoardTop {
             clk_12m: Default::default(),
             det: Default::default(),
             sync_in: Default::default(),
+            entropy_in: Default::default(),
+            uart_rx: Default::default(),
             uart_tx: Default::default(),
             led: Default::default(),
             pll: Ice40Pll::new(board),
-            tagger: Default::default(),
-            uart: Default::default(),
+            core: Core::new(board.code(), (board.clock_mhz() * 1e6) as u64),
+            link: UartLink::new(board.baud_divisor()),
             lock_sync: Default::default(),
             led_r: Default::default(),
-            enable_r: Default::default(),
             leds: Default::default(),
-            divisor: Constant::new((board.baud_divisor() as u64).to_bits()),
-            // 8 ticks of dead time by default (53 ns at 150 MHz): longer than the
-            // synchronizer's resolution, shorter than any detector's own dead time.
-            dead_time: Constant::new(8u64.to_bits()),
         }
     }
 }
@@ -222,33 +235,98 @@ impl Logic for BoardTop {
     #[hdl_gen]
     fn update(&mut self) {
         self.pll.clock_in.next = self.clk_12m.val();
-        self.tagger.clock.next = self.pll.clock_out.val();
-        self.uart.clock.next = self.pll.clock_out.val();
+        self.core.clock.next = self.pll.clock_out.val();
+        self.link.clock.next = self.pll.clock_out.val();
         self.lock_sync.clock.next = self.pll.clock_out.val();
-        self.lock_sync.sig_in.next = self.pll.locked.val();
-        // All channels enabled once the PLL is locked; rising edges.
-        self.tagger.pins.next = bit_cast::<5, 4>(self.det.val()).replace_bit(4, self.sync_in.val());
         self.led_r.clock.next = self.pll.clock_out.val();
-        self.enable_r.clock.next = self.pll.clock_out.val();
-        self.enable_r.d.next = self.lock_sync.sig_out.val();
-        self.tagger.enable.next = 0.into();
-        if self.enable_r.q.val() {
-            self.tagger.enable.next = 0x1f.into();
-        }
-        self.tagger.falling.next = 0.into();
-        for i in 0..5 {
-            self.tagger.dead_time[i].next = self.dead_time.val();
-        }
-        self.uart.divisor.next = self.divisor.val();
-        self.uart.data.next = self.tagger.data_out.val();
-        self.uart.empty.next = self.tagger.empty.val();
-        self.tagger.read.next = self.uart.read.val();
-        self.uart_tx.next = self.uart.tx.val();
-        self.leds.next = 0.into();
-        self.leds.next = self.leds.val().replace_bit(0, self.lock_sync.sig_out.val());
-        self.leds.next = self.leds.val().replace_bit(1, !self.tagger.empty.val());
+        self.lock_sync.sig_in.next = self.pll.locked.val();
+        self.core.pll_locked.next = self.lock_sync.sig_out.val();
+        self.core.pins.next = bit_cast::<5, 4>(self.det.val()).replace_bit(4, self.sync_in.val());
+        self.core.entropy.next = self.entropy_in.val();
+        // The link is the bus master.
+        self.link.rx.next = self.uart_rx.val();
+        self.uart_tx.next = self.link.tx.val();
+        self.link.uart_div.next = self.core.uart_div.val();
+        self.core.link_bad_frames.next = self.link.bad_frames.val();
+        self.core.link_skipped.next = self.link.skipped.val();
+        self.core.bus_addr.next = self.link.bus_addr.val();
+        self.core.bus_wdata.next = self.link.bus_wdata.val();
+        self.core.bus_we.next = self.link.bus_we.val();
+        self.core.bus_re.next = self.link.bus_re.val();
+        self.link.bus_ack.next = self.core.bus_ack.val();
+        self.link.bus_rdata.next = self.core.bus_rdata.val();
+        self.link.bus_rempty.next = self.core.bus_rempty.val();
+        self.link.bus_rvalid_addr.next = self.core.bus_rvalid_addr.val();
+        self.leds.next = self.core.leds.val().replace_bit(0, self.lock_sync.sig_out.val());
         self.led_r.d.next = self.leds.val();
         self.led.next = self.led_r.q.val();
+    }
+}
+
+/// The simulated board: the same core and link as [`BoardTop`] without the PLL (the
+/// simulator drives the core clock directly). It is what `qkd-sim` verilates. The UART
+/// defaults to 8 ticks per bit (18.75 Mbaud at 150 MHz) to keep simulations short; the
+/// host may set any other rate through `UART_DIV`, as on hardware.
+#[derive(LogicBlock)]
+pub struct SimBoard {
+    /// Core clock (150 MHz in the simulator's time base).
+    pub clock: Signal<In, Clock>,
+    /// Detector inputs, channel c = bit c.
+    pub pins: Signal<In, Bits<5>>,
+    /// Raw entropy input.
+    pub entropy: Signal<In, Bit>,
+    /// UART receive line (host → board).
+    pub uart_rx: Signal<In, Bit>,
+    /// UART transmit line (board → host).
+    pub uart_tx: Signal<Out, Bit>,
+    /// Status LEDs of the core.
+    pub led: Signal<Out, Bits<4>>,
+    core: Core,
+    link: UartLink,
+}
+
+/// Core clock of [`SimBoard`], in Hz.
+pub const SIM_CLOCK_HZ: u64 = 150_000_000;
+/// UART bit period of [`SimBoard`] until the host changes it, in ticks.
+pub const SIM_UART_DIV: u16 = 8;
+
+impl Default for SimBoard {
+    fn default() -> Self {
+        Self {
+            clock: Default::default(),
+            pins: Default::default(),
+            entropy: Default::default(),
+            uart_rx: Default::default(),
+            uart_tx: Default::default(),
+            led: Default::default(),
+            core: Core::new(BOARD_CODE_SIM, SIM_CLOCK_HZ),
+            link: UartLink::new(SIM_UART_DIV),
+        }
+    }
+}
+
+impl Logic for SimBoard {
+    #[hdl_gen]
+    fn update(&mut self) {
+        self.core.clock.next = self.clock.val();
+        self.link.clock.next = self.clock.val();
+        self.core.pll_locked.next = true;
+        self.core.pins.next = self.pins.val();
+        self.core.entropy.next = self.entropy.val();
+        self.link.rx.next = self.uart_rx.val();
+        self.uart_tx.next = self.link.tx.val();
+        self.link.uart_div.next = self.core.uart_div.val();
+        self.core.link_bad_frames.next = self.link.bad_frames.val();
+        self.core.link_skipped.next = self.link.skipped.val();
+        self.core.bus_addr.next = self.link.bus_addr.val();
+        self.core.bus_wdata.next = self.link.bus_wdata.val();
+        self.core.bus_we.next = self.link.bus_we.val();
+        self.core.bus_re.next = self.link.bus_re.val();
+        self.link.bus_ack.next = self.core.bus_ack.val();
+        self.link.bus_rdata.next = self.core.bus_rdata.val();
+        self.link.bus_rempty.next = self.core.bus_rempty.val();
+        self.link.bus_rvalid_addr.next = self.core.bus_rvalid_addr.val();
+        self.led.next = self.core.leds.val();
     }
 }
 

@@ -11,3 +11,4 @@ pub mod rusthdl;
 pub mod stimulus;
 pub mod verilated;
 pub mod verilated_extra;
+pub mod board;
