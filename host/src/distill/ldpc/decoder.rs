@@ -1,4 +1,5 @@
-//! Layered normalized min-sum decoding in 16-bit fixed point, 16 frames at a time.
+//! Layered belief-propagation (box-plus) decoding in 16-bit fixed point, 16 frames at a time;
+//! normalized min-sum is kept as an alternative rule for comparison ([`Rule`]).
 //!
 //! Written here rather than taken from a crate because no maintained Rust LDPC crate offers
 //! syndrome (Slepian–Wolf) decoding with per-bit side information, puncturing and shortening.
@@ -14,7 +15,10 @@
 //! keep iterating. Rayon spreads chunks of frames over cores.
 //!
 //! Schedule: row-layered (each check updates the posteriors immediately), which needs about
-//! half the iterations of flooding. Check update: min-sum scaled by `alpha/32` (rounded).
+//! half the iterations of flooding. Check update: exact box-plus with a 16-entry correction
+//! table (`_mm256_shuffle_epi8` lookup), forward/backward along the row ([`Rule::BoxPlus`]), or
+//! min-sum scaled by `alpha/32` ([`Rule::MinSum`]). A frame can resume from the messages of an
+//! earlier failed attempt ([`Job::resume`]).
 //! Convergence: a lane is a candidate when, during one iteration, the hard decisions seen by
 //! every check satisfied it; candidates are then confirmed with an exact syndrome check.
 
@@ -30,19 +34,67 @@ pub(crate) const LLR_KNOWN: i16 = 16_383;
 /// Bound on posteriors and check messages, so that `posterior - message` never overflows.
 const LLR_MAX: i16 = 16_383;
 /// Normalisation factor of min-sum, in 1/32 (0.8125).
+#[cfg_attr(not(test), allow(dead_code))]
 const ALPHA_NUM: i16 = 26;
 
-/// Channel LLR magnitude of an ordinary key bit. Normalized min-sum is scale-invariant, so on
-/// a BSC (all key bits equally reliable) only the ratio to [`LLR_KNOWN`] matters.
-pub(crate) const LLR_KEY: i16 = 64;
+/// Fixed-point LLR units per nat for the box-plus rule (which, unlike min-sum, is not
+/// scale-invariant).
+pub(crate) const LLR_PER_NAT: f64 = 16.0;
+/// Right shift turning `|a| ± |b|` into an index of [`CORR_TABLE`] (4 units = 0.25 nat a step).
+const CORR_SHIFT: i32 = 2;
+/// `ln(1 + e^(-x))` in LLR units at the middle of each 0.25-nat step of `x` (index 15 covers
+/// everything above 3.75 nat, where the correction is below 0.4 unit and taken as 0).
+const CORR_TABLE: [i8; 16] = corr_table();
+
+const fn corr_table() -> [i8; 16] {
+    // Values of 16·ln(1 + e^(-(i + 0.5)/4)), rounded (const fn cannot call ln/exp; the test
+    // `correction_table_matches_its_definition` recomputes them).
+    [10, 8, 7, 6, 4, 4, 3, 2, 2, 1, 1, 1, 1, 1, 0, 0]
+}
+
+/// Check-node rule of the decoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Rule {
+    /// Normalized min-sum, messages scaled by `alpha_num / 32`.
+    #[cfg_attr(not(test), allow(dead_code))]
+    MinSum {
+        /// Normalisation numerator (of 32).
+        alpha_num: i16,
+    },
+    /// Sum-product (belief propagation): exact box-plus `a ⊞ b = sign·(min(|a|,|b|) +
+    /// ln(1+e^-(|a|+|b|)) − ln(1+e^-||a|−|b||))` with tabulated corrections, accumulated
+    /// forward and backward along each check.
+    BoxPlus,
+}
+
+/// Channel LLR magnitude (fixed point, [`LLR_PER_NAT`] units per nat) of a key bit seen
+/// through a BSC with crossover `qber`: `ln((1 − q)/q)`.
+pub(crate) fn llr_key(qber: f64) -> i16 {
+    let q = qber.clamp(1e-6, 0.5 - 1e-6);
+    ((1.0 - q) / q).ln().mul_add(LLR_PER_NAT, 0.0).round().clamp(1.0, f64::from(LLR_MAX)) as i16
+}
 
 /// One frame to decode: the prior LLR of every code bit (positive = bit 0 more likely, 0 =
 /// unknown, ±[`LLR_KNOWN`] = known) and the syndrome (packed, `m` bits).
 pub(crate) struct Job {
-    /// Prior LLR per code bit (fixed point, see [`LLR_KEY`]).
+    /// Prior LLR per code bit (fixed point, see [`llr_key`]).
     pub llr: Vec<i16>,
     /// Target syndrome, packed LSB-first.
     pub syndrome: Vec<u64>,
+    /// Check-to-variable messages (one per edge, in row order) to resume from, as left by an
+    /// earlier failed attempt on the same frame ([`Decoded::state`]); `None` starts from zero.
+    pub resume: Option<Vec<i16>>,
+}
+
+/// Result of decoding the jobs.
+pub(crate) struct Decoded {
+    /// Per job, the packed `n`-bit word matching the syndrome, or `None` when it did not
+    /// converge.
+    pub words: Vec<Option<Vec<u64>>>,
+    /// Per job, iterations run.
+    pub iters: Vec<u32>,
+    /// Per failed job, the final check-to-variable messages (for [`Job::resume`]).
+    pub state: Vec<Option<Vec<i16>>>,
 }
 
 /// Which implementation of the per-edge arithmetic runs.
@@ -58,40 +110,48 @@ pub(crate) enum Backend {
 
 /// Decodes all jobs (in parallel); `Some(bits)` (packed, `n` bits, matching the syndrome)
 /// or `None` after `max_iter` iterations without convergence.
-pub(crate) fn decode_all(code: &Code, jobs: &[Job], max_iter: u32) -> Vec<Option<Vec<u64>>> {
-    decode_all_with(code, jobs, max_iter, ALPHA_NUM, Backend::Auto).0
+pub(crate) fn decode_all(code: &Code, jobs: &[Job], max_iter: u32) -> Decoded {
+    decode_all_with(code, jobs, max_iter, Rule::BoxPlus, Backend::Auto)
 }
 
-/// [`decode_all`] with the min-sum normalisation factor `alpha_num / 32` and a backend; also
-/// returns the iterations run per job.
-pub(crate) fn decode_all_with(code: &Code, jobs: &[Job], max_iter: u32, alpha_num: i16, backend: Backend) -> (Vec<Option<Vec<u64>>>, Vec<u32>) {
+/// [`decode_all`] with a check-node rule and a backend; also returns the iterations run per
+/// job.
+pub(crate) fn decode_all_with(code: &Code, jobs: &[Job], max_iter: u32, rule: Rule, backend: Backend) -> Decoded {
     let mut out: Vec<Option<Vec<u64>>> = vec![None; jobs.len()];
     let mut iters = vec![0u32; jobs.len()];
-    if jobs.is_empty() {
-        return (out, iters);
+    let mut state: Vec<Option<Vec<i16>>> = vec![None; jobs.len()];
+    if !jobs.is_empty() {
+        // One chunk per thread: within a chunk, lanes are refilled as frames finish, so longer
+        // chunks keep the registers full.
+        let chunk = jobs.len().div_ceil(rayon::current_num_threads().max(1));
+        jobs.par_chunks(chunk)
+            .zip(out.par_chunks_mut(chunk))
+            .zip(iters.par_chunks_mut(chunk))
+            .zip(state.par_chunks_mut(chunk))
+            .for_each(|(((j, o), it), st)| decode_chunk(code, j, max_iter, rule, Outputs { words: o, iters: it, state: st }, backend));
     }
-    // One chunk per thread: within a chunk, lanes are refilled as frames finish, so longer
-    // chunks keep the registers full.
-    let chunk = jobs.len().div_ceil(rayon::current_num_threads().max(1));
-    jobs.par_chunks(chunk)
-        .zip(out.par_chunks_mut(chunk))
-        .zip(iters.par_chunks_mut(chunk))
-        .for_each(|((j, o), it)| decode_chunk(code, j, max_iter, alpha_num, o, it, backend));
-    (out, iters)
+    Decoded { words: out, iters, state }
 }
 
-fn decode_chunk(code: &Code, jobs: &[Job], max_iter: u32, alpha: i16, out: &mut [Option<Vec<u64>>], iters: &mut [u32], backend: Backend) {
+/// Output slices of one chunk of jobs (see [`Decoded`]).
+struct Outputs<'a> {
+    words: &'a mut [Option<Vec<u64>>],
+    iters: &'a mut [u32],
+    state: &'a mut [Option<Vec<i16>>],
+}
+
+fn decode_chunk(code: &Code, jobs: &[Job], max_iter: u32, rule: Rule, out: Outputs<'_>, backend: Backend) {
     #[cfg(target_arch = "x86_64")]
     {
         if backend == Backend::Auto && std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked just above), the only requirement of
             // `decode_chunk_avx2`.
-            unsafe { decode_chunk_avx2(code, jobs, max_iter, alpha, out, iters) };
+            unsafe { decode_chunk_avx2(code, jobs, max_iter, rule, out) };
             return;
         }
     }
     let _ = backend;
-    decode_chunk_impl::<Portable>(code, jobs, max_iter, alpha, out, iters);
+    decode_chunk_impl::<Portable>(code, jobs, max_iter, rule, out);
 }
 
 /// [`decode_chunk_impl`] with the AVX2 operations, compiled with AVX2 enabled.
@@ -100,8 +160,8 @@ fn decode_chunk(code: &Code, jobs: &[Job], max_iter: u32, alpha: i16, out: &mut 
 /// The CPU must support AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn decode_chunk_avx2(code: &Code, jobs: &[Job], max_iter: u32, alpha: i16, out: &mut [Option<Vec<u64>>], iters: &mut [u32]) {
-    decode_chunk_impl::<avx2::Avx2>(code, jobs, max_iter, alpha, out, iters);
+unsafe fn decode_chunk_avx2(code: &Code, jobs: &[Job], max_iter: u32, rule: Rule, out: Outputs<'_>) {
+    decode_chunk_impl::<avx2::Avx2>(code, jobs, max_iter, rule, out);
 }
 
 /// Element-wise operations on 16 lanes of `i16`; both implementations must agree bit for bit.
@@ -130,6 +190,18 @@ trait Ops: Copy {
     fn sign(self, s: Self) -> Self;
     /// `(self · o + 2^14) >> 15`.
     fn mulhrs(self, o: Self) -> Self;
+    /// Logical right shift by [`CORR_SHIFT`].
+    fn shr_corr(self) -> Self;
+    /// `CORR_TABLE[self]` per lane; every lane must hold 0..=15.
+    fn corr(self) -> Self;
+    /// Box-plus magnitude of two non-negative magnitudes (see [`Rule::BoxPlus`]), ≥ 0.
+    #[inline(always)]
+    fn boxplus(self, b: Self) -> Self {
+        let fifteen = Self::splat(15);
+        let sum = self.adds(b).shr_corr().min(fifteen).corr();
+        let diff = self.sub(b).abs().shr_corr().min(fifteen).corr();
+        self.min(b).add(sum).sub(diff).max(Self::splat(0))
+    }
 }
 
 /// Portable lanes.
@@ -216,6 +288,14 @@ impl Ops for Portable {
     fn mulhrs(self, o: Self) -> Self {
         self.map2(o, |a, b| ((i32::from(a) * i32::from(b) + 0x4000) >> 15) as i16)
     }
+    #[inline(always)]
+    fn shr_corr(self) -> Self {
+        self.map2(self, |a, _| ((a as u16) >> CORR_SHIFT) as i16)
+    }
+    #[inline(always)]
+    fn corr(self) -> Self {
+        self.map2(self, |a, _| i16::from(CORR_TABLE[(a & 15) as usize]))
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -296,6 +376,23 @@ mod avx2 {
         fn mulhrs(self, o: Self) -> Self {
             Avx2(unsafe { _mm256_mulhrs_epi16(self.0, o.0) })
         }
+        #[inline(always)]
+        fn shr_corr(self) -> Self {
+            Avx2(unsafe { _mm256_srli_epi16::<{ super::CORR_SHIFT }>(self.0) })
+        }
+        #[inline(always)]
+        fn corr(self) -> Self {
+            // Each i16 lane holds 0..=15: its low byte indexes the table (repeated in both
+            // 128-bit halves), the high byte picks entry 0, which the mask clears.
+            unsafe {
+                let t = super::CORR_TABLE.map(|v| v as i8);
+                let table = _mm256_setr_epi8(
+                    t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12], t[13], t[14], t[15],
+                    t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12], t[13], t[14], t[15],
+                );
+                Avx2(_mm256_and_si256(_mm256_shuffle_epi8(table, self.0), _mm256_set1_epi16(0x00ff)))
+            }
+        }
     }
 }
 
@@ -310,16 +407,19 @@ struct Lanes<'a> {
     syn: Vec<V>,
     /// Scratch: extrinsic values of the current row.
     tmp: Vec<V>,
+    /// Scratch: forward box-plus partials of the current row.
+    fwd: Vec<V>,
 }
 
 #[inline(always)]
-fn decode_chunk_impl<O: Ops>(code: &Code, jobs: &[Job], max_iter: u32, alpha: i16, out: &mut [Option<Vec<u64>>], iters: &mut [u32]) {
+fn decode_chunk_impl<O: Ops>(code: &Code, jobs: &[Job], max_iter: u32, rule: Rule, out: Outputs<'_>) {
     let mut st = Lanes {
         code,
         post: vec![[LLR_KNOWN; LANES]; code.n],
         msg: vec![[0; LANES]; code.edges()],
         syn: vec![[0; LANES]; code.m],
         tmp: vec![[0; LANES]; code.max_row_degree],
+        fwd: vec![[0; LANES]; code.max_row_degree],
     };
     let mut lane_job = [usize::MAX; LANES];
     let mut lane_iter = [0u32; LANES];
@@ -332,7 +432,10 @@ fn decode_chunk_impl<O: Ops>(code: &Code, jobs: &[Job], max_iter: u32, alpha: i1
         }
     }
     while lane_job.iter().any(|&j| j != usize::MAX) {
-        let unsat = st.iterate::<O>(alpha);
+        let unsat = match rule {
+            Rule::MinSum { alpha_num } => st.iterate::<O>(alpha_num),
+            Rule::BoxPlus => st.iterate_bp::<O>(),
+        };
         let mut candidates = false;
         for lane in 0..LANES {
             if lane_job[lane] != usize::MAX {
@@ -348,8 +451,12 @@ fn decode_chunk_impl<O: Ops>(code: &Code, jobs: &[Job], max_iter: u32, alpha: i1
             }
             let ok = unsat[lane] >= 0 && exact[lane] >= 0;
             if ok || lane_iter[lane] >= max_iter {
-                out[job] = if ok { Some(st.hard_decision(lane)) } else { None };
-                iters[job] = lane_iter[lane];
+                if ok {
+                    out.words[job] = Some(st.hard_decision(lane));
+                } else {
+                    out.state[job] = Some(st.msg.iter().map(|m| m[lane]).collect());
+                }
+                out.iters[job] = lane_iter[lane];
                 lane_iter[lane] = 0;
                 if next < jobs.len() {
                     st.load(lane, &jobs[next]);
@@ -370,8 +477,20 @@ impl Lanes<'_> {
         for (p, &l) in self.post.iter_mut().zip(&job.llr) {
             p[lane] = l.clamp(-LLR_MAX, LLR_MAX);
         }
-        for m in self.msg.iter_mut() {
-            m[lane] = 0;
+        match &job.resume {
+            // Posterior = prior + all incoming check messages (the layered invariant).
+            Some(msgs) => {
+                for ((m, &v), &c) in self.msg.iter_mut().zip(msgs).zip(&self.code.cols) {
+                    m[lane] = v;
+                    let p = &mut self.post[c as usize][lane];
+                    *p = p.saturating_add(v).clamp(-LLR_MAX, LLR_MAX);
+                }
+            }
+            None => {
+                for m in self.msg.iter_mut() {
+                    m[lane] = 0;
+                }
+            }
         }
         for (r, s) in self.syn.iter_mut().enumerate() {
             s[lane] = -(((job.syndrome[r / 64] >> (r % 64)) & 1) as i16);
@@ -443,6 +562,50 @@ impl Lanes<'_> {
         out
     }
 
+    /// [`Lanes::iterate`] with the box-plus rule: a forward pass stores the extrinsic value
+    /// of every edge and the box-plus of the magnitudes before it; a backward pass combines
+    /// that with the box-plus of the magnitudes after it.
+    #[inline(always)]
+    fn iterate_bp<O: Ops>(&mut self) -> V {
+        let code = self.code;
+        let (post, msg, syn) = (&mut self.post[..], &mut self.msg[..], &self.syn[..]);
+        let (tmp, fwd) = (&mut self.tmp[..], &mut self.fwd[..]);
+        let (one, top, bottom) = (O::splat(1), O::splat(LLR_MAX), O::splat(-LLR_MAX));
+        let mut unsat = O::splat(0);
+        for r in 0..code.m {
+            let (lo, hi) = (code.row_ptr[r] as usize, code.row_ptr[r + 1] as usize);
+            let cols = &code.cols[lo..hi];
+            let msgs = &mut msg[lo..hi];
+            let (tmp, fwd) = (&mut tmp[..hi - lo], &mut fwd[..hi - lo]);
+            let mut sign = O::load(&syn[r]);
+            let mut parity = sign;
+            let mut acc = top;
+            for (((&c, m), t_out), f_out) in cols.iter().zip(msgs.iter()).zip(tmp.iter_mut()).zip(fwd.iter_mut()) {
+                let p = O::load(&post[c as usize]);
+                // |p|, |m| <= LLR_MAX: no overflow.
+                let t = p.sub(O::load(m));
+                t.store(t_out);
+                acc.store(f_out);
+                parity = parity.xor(p);
+                sign = sign.xor(t);
+                acc = acc.boxplus(t.abs());
+            }
+            unsat = unsat.or(parity);
+            let mut acc = top;
+            for (((&c, m), t), f) in cols.iter().zip(msgs.iter_mut()).zip(tmp.iter()).zip(fwd.iter()).rev() {
+                let t = O::load(t);
+                let mag = O::load(f).boxplus(acc).min(top);
+                acc = acc.boxplus(t.abs());
+                let v = mag.sign(sign.xor(t).or(one));
+                v.store(m);
+                t.adds(v).min(top).max(bottom).store(&mut post[c as usize]);
+            }
+        }
+        let mut out = [0; LANES];
+        unsat.store(&mut out);
+        out
+    }
+
     /// Exact syndrome check of the current hard decisions: negative per unsatisfied lane.
     #[inline(always)]
     fn exact_unsat<O: Ops>(&self) -> V {
@@ -489,13 +652,14 @@ pub(crate) mod tests {
                 let mut llr: Vec<i16> = (0..n)
                     .map(|v| {
                         let b = ((x[v / 64] >> (v % 64)) & 1 == 1) ^ rng.gen_bool(q);
-                        if b { -LLR_KEY } else { LLR_KEY }
+                        let l = llr_key(q);
+                        if b { -l } else { l }
                     })
                     .collect();
                 for &v in punct {
                     llr[v as usize] = 0;
                 }
-                (Job { llr, syndrome }, x)
+                (Job { llr, syndrome, resume: None }, x)
             })
             .unzip()
     }
@@ -508,10 +672,15 @@ pub(crate) mod tests {
         let (mut jobs, words) = bsc_jobs(&c, 24, 0.035, &c.untainted[..40], 5);
         let (hard, _) = bsc_jobs(&c, 8, 0.09, &[], 6);
         jobs.extend(hard);
-        let (a, ia) = decode_all_with(&c, &jobs, 40, ALPHA_NUM, Backend::Auto);
-        let (p, ip) = decode_all_with(&c, &jobs, 40, ALPHA_NUM, Backend::Portable);
-        assert_eq!(a, p, "AVX2 and portable decoders disagree");
-        assert_eq!(ia, ip);
+        for rule in [Rule::MinSum { alpha_num: ALPHA_NUM }, Rule::BoxPlus] {
+            let a = decode_all_with(&c, &jobs, 40, rule, Backend::Auto);
+            let p = decode_all_with(&c, &jobs, 40, rule, Backend::Portable);
+            assert_eq!(a.words, p.words, "AVX2 and portable decoders disagree ({rule:?})");
+            assert_eq!(a.iters, p.iters);
+            assert_eq!(a.state, p.state);
+        }
+        let d = decode_all_with(&c, &jobs, 40, Rule::BoxPlus, Backend::Auto);
+        let a = d.words;
         let ok = a[..24].iter().zip(&words).filter(|(o, w)| o.as_ref() == Some(*w)).count();
         assert!(ok >= 20, "only {ok}/24 easy frames decoded");
         assert!(a[24..].iter().any(Option::is_none), "hopeless frames cannot all decode");
@@ -522,30 +691,84 @@ pub(crate) mod tests {
         }
     }
 
+    #[test]
+    fn resumed_decoding_continues_where_it_stopped() {
+        let c = code::build(2048, 700, 4);
+        let (jobs, words) = bsc_jobs(&c, 16, 0.035, &[], 9);
+        let first = decode_all_with(&c, &jobs, 2, Rule::BoxPlus, Backend::Auto);
+        let failed: Vec<usize> = (0..jobs.len()).filter(|&i| first.words[i].is_none()).collect();
+        assert!(failed.len() >= 8, "only {} frames need more than 2 iterations", failed.len());
+        let resumed: Vec<Job> = failed
+            .iter()
+            .map(|&i| Job { llr: jobs[i].llr.clone(), syndrome: jobs[i].syndrome.clone(), resume: first.state[i].clone() })
+            .collect();
+        assert!(resumed.iter().all(|j| j.resume.as_ref().is_some_and(|m| m.len() == c.edges())));
+        let again = decode_all_with(&c, &resumed, 40, Rule::BoxPlus, Backend::Auto);
+        let fresh = decode_all_with(&c, &jobs, 40, Rule::BoxPlus, Backend::Auto);
+        let mut ok = 0;
+        for (k, &i) in failed.iter().enumerate() {
+            if again.words[k].as_ref() == Some(&words[i]) {
+                ok += 1;
+                // Resuming saves (about) the iterations already run.
+                assert!(again.iters[k] <= fresh.iters[i] + 2, "frame {i}: {} resumed vs {} fresh", again.iters[k], fresh.iters[i]);
+            }
+        }
+        assert!(ok + 2 >= failed.len(), "{ok} of {} resumed frames decoded", failed.len());
+    }
+
+    #[test]
+    fn correction_table_matches_its_definition() {
+        for (i, &v) in CORR_TABLE.iter().enumerate() {
+            let x = (i as f64 + 0.5) * f64::from(1u16 << CORR_SHIFT) / LLR_PER_NAT;
+            assert_eq!(f64::from(v), (LLR_PER_NAT * (-x).exp().ln_1p()).round(), "entry {i}");
+        }
+    }
+
     /// Diagnostic: FER, iterations and speed of the codes (no puncturing) at several efficiencies
     /// and min-sum factors; run with
     /// `cargo test --release -p qkd-host --lib distill::ldpc::decoder::tests::diag -- --ignored --nocapture`
     #[test]
     #[ignore]
     fn diag() {
-        let n: usize = std::env::var("LDPC_DIAG_N").ok().and_then(|s| s.parse().ok()).unwrap_or(16384);
-        let frames = 64;
-        for &q in &[0.01f64, 0.02, 0.03, 0.05] {
+        let env = |k: &str| std::env::var(k).ok();
+        let list = |k: &str, d: &str| -> Vec<f64> { env(k).unwrap_or(d.into()).split(',').map(|x| x.parse().unwrap()).collect() };
+        let n: usize = env("LDPC_DIAG_N").and_then(|s| s.parse().ok()).unwrap_or(16384);
+        let frames: usize = env("LDPC_DIAG_FRAMES").and_then(|s| s.parse().ok()).unwrap_or(64);
+        let iters: u32 = env("LDPC_DIAG_ITERS").and_then(|s| s.parse().ok()).unwrap_or(60);
+        // Negative entries of LDPC_DIAG_RULES select box-plus, others min-sum with that alpha.
+        let rules: Vec<Rule> = list("LDPC_DIAG_RULES", "-1,26")
+            .into_iter()
+            .map(|a| if a < 0.0 { Rule::BoxPlus } else { Rule::MinSum { alpha_num: a as i16 } })
+            .collect();
+        for q in list("LDPC_DIAG_Q", "0.01,0.02,0.03,0.05") {
             let h = -q * q.log2() - (1.0 - q) * (1.0 - q).log2();
-            for &f in &[1.15f64, 1.25, 1.35] {
+            for f in list("LDPC_DIAG_F", "1.05,1.1,1.15,1.25") {
                 let m = (f * h * n as f64).round() as usize;
                 let t = std::time::Instant::now();
-                let c = code::build(n, m, 1);
+                // LDPC_DIAG_PROFILE="3:0.9,12:0.1" overrides the info-column degree profile.
+                let c = match env("LDPC_DIAG_PROFILE") {
+                    Some(p) => {
+                        let prof: Vec<(usize, f64)> = p
+                            .split(',')
+                            .map(|e| {
+                                let (d, fr) = e.split_once(':').unwrap();
+                                (d.parse().unwrap(), fr.parse().unwrap())
+                            })
+                            .collect();
+                        code::build_with(n, m, 1, &prof, true)
+                    }
+                    None => code::build(n, m, 1),
+                };
                 let build_s = t.elapsed().as_secs_f64();
                 let (jobs, _) = bsc_jobs(&c, frames, q, &[], 3);
-                for &alpha in &[24i16, 26, 28] {
+                for &rule in &rules {
                     let t = std::time::Instant::now();
-                    let (out, it) = decode_all_with(&c, &jobs, 60, alpha, Backend::Auto);
+                    let Decoded { words: out, iters: it, .. } = decode_all_with(&c, &jobs, iters, rule, Backend::Auto);
                     let el = t.elapsed().as_secs_f64();
                     let fails = out.iter().filter(|o| o.is_none()).count();
                     let total_it: u32 = it.iter().sum();
                     println!(
-                        "q={q} f={f} m={m} alpha={alpha}: FER {fails}/{frames}, mean iters {:.1}, {:.1} Mbit/s, {:.0} Mbit-iterations/s, edges {}, build {build_s:.2}s",
+                        "q={q} f={f} m={m} {rule:?}: FER {fails}/{frames}, mean iters {:.1}, {:.1} Mbit/s, {:.0} Mbit-iterations/s, edges {}, build {build_s:.2}s",
                         total_it as f64 / frames as f64,
                         (frames * n) as f64 / el / 1e6,
                         total_it as f64 * n as f64 / el / 1e6,

@@ -5,7 +5,7 @@
 //! The key is split into frames. Each frame of `n` code bits holds `k_f` key bits, `p`
 //! punctured bits (random, drawn by Alice, never disclosed unless revealed) and the rest
 //! shortened (fixed to 0, known to both). Alice sends the `m`-bit syndrome of every frame;
-//! Bob decodes with layered min-sum using his bits as side information. A frame that does
+//! Bob decodes with layered belief propagation (box-plus) using his bits as side information. A frame that does
 //! not decode is retried after Alice reveals the next [`LdpcParams::reveal_step`] punctured
 //! bits of it (each revealed bit turns a punctured position into a shortened one, lowering the
 //! rate), up to [`LdpcParams::max_reveal_rounds`] round trips; frames still failing are
@@ -34,7 +34,7 @@ mod decoder;
 
 use crate::distill::key::SecretBits;
 use code::Code;
-use decoder::{Job, LLR_KEY, LLR_KNOWN};
+use decoder::{llr_key, Job, LLR_KNOWN};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::{ChaCha20Rng, ChaCha8Rng};
@@ -55,14 +55,16 @@ pub const MAX_QBER: f64 = 0.15;
 
 /// Efficiency of the first attempt relative to the target, and of the last (all punctured
 /// bits revealed); blind rounds step evenly in between. Set from [`simulate`] runs with the
-/// current codes, whose min-sum decoding threshold at n = 16384 lies near f ≈ 1.25–1.35
-/// (QBER 5 %–1 %), so the first attempt sits above the target.
-const F_FIRST_ABOVE_TARGET: f64 = 0.12;
-const F_LAST_ABOVE_TARGET: f64 = 0.45;
+/// current codes and the box-plus decoder, whose decoding threshold at n = 16384 lies near
+/// f ≈ 1.1 (QBER 3–5 %) to 1.2 (QBER 1 %): the first attempt is made at target + 0.05 and the
+/// frames that fail climb in steps of about 0.05.
+const F_FIRST_ABOVE_TARGET: f64 = 0.05;
+const F_LAST_ABOVE_TARGET: f64 = 0.40;
 /// Default number of reveal round trips.
-const REVEAL_ROUNDS: u32 = 6;
-/// Layered min-sum iterations per decoding attempt.
-const MAX_ITERATIONS: u32 = 60;
+const REVEAL_ROUNDS: u32 = 8;
+/// Layered box-plus iterations per decoding attempt (a frame retried after a reveal resumes
+/// from its messages, so iterations are not wasted on it).
+const MAX_ITERATIONS: u32 = 30;
 /// Bounds on frame length (bits) accepted from a peer.
 const MIN_FRAME: usize = 256;
 const MAX_FRAME: usize = 1 << 20;
@@ -138,7 +140,7 @@ pub struct LdpcParams {
     pub reveal_step: usize,
     /// Most reveal round trips.
     pub max_reveal_rounds: u32,
-    /// Most min-sum iterations per decoding attempt.
+    /// Most decoder iterations per decoding attempt.
     pub max_iterations: u32,
     /// QBER estimate (probability) the parameters were chosen for.
     pub qber: f64,
@@ -222,7 +224,7 @@ fn frame_len_for(n_bits: usize) -> usize {
 
 /// Chooses parameters for reconciling `n_bits` key bits at QBER `qber` (probability), aiming
 /// at an average efficiency near `target_efficiency`: the first attempt runs at
-/// `f ≈ target + 0.12` and the blind rounds can lower the rate to `f ≈ target + 0.45` (offsets
+/// `f ≈ target + 0.05` and the blind rounds can lower the rate to `f ≈ target + 0.40` (offsets
 /// that reflect the present codes; see [`simulate`] for what is reached).
 pub fn choose_params(qber: f64, n_bits: usize, target_efficiency: f64) -> Result<LdpcParams, LdpcError> {
     if !(qber > 0.0 && qber <= MAX_QBER) {
@@ -554,6 +556,8 @@ pub struct LdpcBob {
     revealed: Vec<Vec<bool>>,
     /// Corrected key bits of each decoded frame.
     decoded: Vec<Option<SecretBits>>,
+    /// Decoder messages of each failed frame, to resume from after the next reveal.
+    resume: Vec<Option<Vec<i16>>>,
     /// The request Bob is waiting on.
     pending: Option<RevealRequest>,
     stats: LdpcStats,
@@ -580,6 +584,7 @@ impl LdpcBob {
             syndromes: Vec::new(),
             revealed: vec![Vec::new(); params.frames],
             decoded: vec![None; params.frames],
+            resume: vec![None; params.frames],
             pending: None,
             stats: LdpcStats {
                 frames: params.frames as u64,
@@ -651,6 +656,13 @@ impl LdpcBob {
 
     fn next_step(&mut self, failed: Vec<u32>, next_round: u32) -> BobStep {
         if failed.is_empty() || next_round > self.params.max_reveal_rounds {
+            // Decoder messages depend on the key: clear them before they are dropped.
+            for state in self.resume.iter_mut() {
+                if let Some(m) = state.as_mut() {
+                    m.zeroize();
+                }
+                *state = None;
+            }
             let (key, discarded) = assemble(&self.params, &failed, |f| self.decoded[f].clone().unwrap_or_default());
             let mut stats = self.stats.clone();
             stats.failed_frames = discarded.len() as u64;
@@ -668,6 +680,7 @@ impl LdpcBob {
         let start = Instant::now();
         let (params, layout, key) = (&self.params, &self.layout, &self.key);
         let n = layout.code.n;
+        let key_llr = llr_key(params.qber);
         let mut jobs: Vec<Job> = frames
             .par_iter()
             .map(|&f| {
@@ -682,16 +695,27 @@ impl LdpcBob {
                     };
                 }
                 for (j, i) in params.frame_range(f).enumerate() {
-                    llr[layout.fill[j] as usize] = if key.get(i) { -LLR_KEY } else { LLR_KEY };
+                    llr[layout.fill[j] as usize] = if key.get(i) { -key_llr } else { key_llr };
                 }
-                Job { llr, syndrome: self.syndromes[f].clone() }
+                Job { llr, syndrome: self.syndromes[f].clone(), resume: None }
             })
             .collect();
+        // Frames that failed before resume from their last messages (the revealed bits only
+        // add information), which saves the iterations already spent on them.
+        for (job, &f) in jobs.iter_mut().zip(frames) {
+            job.resume = self.resume[f as usize].take();
+        }
         let results = decoder::decode_all(&layout.code, &jobs, params.max_iterations);
         for job in jobs.iter_mut() {
             job.llr.zeroize();
+            if let Some(m) = job.resume.as_mut() {
+                m.zeroize();
+            }
         }
-        for (&f, word) in frames.iter().zip(results) {
+        for (&f, state) in frames.iter().zip(results.state) {
+            self.resume[f as usize] = state;
+        }
+        for (&f, word) in frames.iter().zip(results.words) {
             let f = f as usize;
             let Some(mut word) = word else { continue };
             // Known bits must have kept their values (they always do unless the fixed-point
@@ -1016,8 +1040,8 @@ mod tests {
     #[test]
     #[ignore]
     fn efficiency_sweep() {
-        for &q in &[0.01, 0.02, 0.03, 0.05] {
-            let r = simulate(1_000_000, q, 4, 42);
+        for &q in &[0.01, 0.02, 0.03, 0.04, 0.05] {
+            let r = simulate(1_000_000, q, 2, 42);
             println!(
                 "QBER {:.2}: f = {:.4}  FER = {:.4}  first-attempt FER = {:.3}  rounds mean {:.2} max {}  undetected bit errors {}  decode {:.1} Mbit/s  (n={}, m={})",
                 q,
