@@ -81,3 +81,13 @@ impl ByteChannel for SerialChannel {
         Ok(())
     }
 }
+
+/// Default wait for a reply on a serial port, beyond the reply's own line time (wall time;
+/// generous enough for the simulated board on a pty, which runs slower than real time).
+pub const SERIAL_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The framed link over the serial port `path` at `baud`, with the default timeout and five
+/// attempts per request.
+pub fn serial_link(path: &str, baud: u32) -> Result<crate::framed::FramedLink<SerialChannel>> {
+    Ok(crate::framed::FramedLink::new(SerialChannel::open(path, baud)?, SERIAL_TIMEOUT, 5))
+}

@@ -111,6 +111,10 @@ fn drain_tags(dev: &mut Device) -> Result<Vec<u32>, BenchError> {
     }
 }
 
+/// How long past the expected time a testbench waits for the device before it calls it
+/// stalled (generous: a simulated board on a pty runs slower than real time).
+const SLACK: Duration = Duration::from_secs(20);
+
 /// Counting gate used by the rate testbenches: 1 ms of device time.
 fn gate_ticks(dev: &Device) -> u32 {
     (dev.info().clock_hz / 1000) as u32
@@ -150,7 +154,7 @@ pub fn test_signal_rate(dev: &mut Device) -> BenchResult {
     dev.configure(&ChannelConfig { enable: Some(0x1F), falling: Some(0), dead_time: Some(vec![0; 5]), gate: Some(gate), ..Default::default() })?;
     let real = dev.set_test_signal(&TestSignal { rate_hz: vec![rate, rate, rate, rate, 0.0], pairs: None })?;
     dev.set_ctrl(Ctrl { testsig: true, ..Default::default() })?;
-    let g = dev.next_gate(Duration::from_millis(50))?;
+    let g = dev.next_gate(SLACK)?;
     let mut out = Vec::new();
     for c in 0..4 {
         let p = real[c] / f;
@@ -174,11 +178,20 @@ pub fn histogram_peak(dev: &mut Device) -> BenchResult {
     dev.configure(&ChannelConfig { enable: Some(0x1F), dead_time: Some(vec![0; 5]), ..Default::default() })?;
     dev.set_test_signal(&TestSignal { rate_hz: vec![(f / 200.0).min(1e6)], pairs: Some((0, 1, delay)) })?;
     dev.histogram_setup(0, 1, 0, offset)?;
-    dev.set_ctrl(Ctrl { testsig: true, hist: true, ..Default::default() })?;
-    dev.pause(Duration::from_millis(2))?;
-    dev.set_ctrl(Ctrl { testsig: true, ..Default::default() })?;
-    let h = dev.histogram()?;
-    let total: u64 = h.bins.iter().map(|&b| b as u64).sum();
+    let (mut h, mut total) = (None, 0u64);
+    // Accumulate until there are enough entries (device time runs at its own pace).
+    for _ in 0..50 {
+        dev.set_ctrl(Ctrl { testsig: true, hist: true, ..Default::default() })?;
+        dev.pause(Duration::from_millis(2))?;
+        dev.set_ctrl(Ctrl { testsig: true, ..Default::default() })?;
+        let hh = dev.histogram()?;
+        total = hh.bins.iter().map(|&b| b as u64).sum();
+        h = Some(hh);
+        if total >= 1000 {
+            break;
+        }
+    }
+    let h = h.expect("read at least once");
     let peak = h.peak_delay().ok_or_else(|| BenchError::Check("the histogram is empty".into()))?;
     let peak_bin = (delay + offset) as usize;
     check(total > 100, || format!("only {total} entries"))?;
@@ -211,7 +224,7 @@ pub fn coincidence_window(dev: &mut Device) -> BenchResult {
     for (window, delay0, all) in [(d, 0, true), (d - 1, 0, false), (0, d, true)] {
         dev.configure(&ChannelConfig { window: Some(window), delay: Some(vec![delay0, 0, 0, 0, 0]), ..Default::default() })?;
         // A setting applies at once; the gate that straddles the change is skipped.
-        let g = dev.next_gate(Duration::from_millis(50))?;
+        let g = dev.next_gate(SLACK)?;
         let (pairs, c) = (g.singles[0] as f64, g.coincidences[0] as f64);
         check(pairs > 100.0, || format!("only {pairs} pairs in a gate"))?;
         let a = pairs * window as f64 * p;
@@ -243,7 +256,7 @@ pub fn rng_health_and_bias(dev: &mut Device) -> BenchResult {
         if h.ready {
             break;
         }
-        if waited > Duration::from_millis(50) {
+        if waited > SLACK {
             return Err(BenchError::Check(format!("not ready after {waited:?}: {h:?}")));
         }
         dev.pause(Duration::from_micros(100))?;
@@ -300,8 +313,13 @@ pub fn overload_lost_count(dev: &mut Device) -> BenchResult {
         // Start the burst just after a gate begins, so the whole burst falls in that gate.
         let s0 = dev.read(&regmap::COINC_GATE_SEQ, 0)?;
         let mut s = s0;
+        let mut waited = Duration::ZERO;
         while s == s0 {
+            if waited > SLACK {
+                return Err(BenchError::Check(format!("COINC_GATE_SEQ stuck at {s0} for {waited:?}")));
+            }
             dev.pause(Duration::from_micros(20))?;
+            waited += Duration::from_micros(20);
             s = dev.read(&regmap::COINC_GATE_SEQ, 0)?;
         }
         dev.test_signal_enable(true)?;
