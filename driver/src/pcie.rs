@@ -349,8 +349,13 @@ mod tests {
     }
 
     fn word_at(f: &File, a: u8) -> u32 {
+        word_at_offset(f, 4 * a as u64)
+    }
+
+    /// The little-endian word at byte `offset` of the file.
+    fn word_at_offset(f: &File, offset: u64) -> u32 {
         let mut b = [0u8; 4];
-        f.read_exact_at(&mut b, 4 * a as u64).unwrap();
+        f.read_exact_at(&mut b, offset).unwrap();
         u32::from_le_bytes(b)
     }
 
@@ -384,7 +389,7 @@ mod tests {
             assert_eq!(t.hello().unwrap().id, regmap::ID_VALUE, "{access:?}");
             t.write(regmap::SCRATCH.addr, 0x5555_0000 | access as u32).unwrap();
             drop(t);
-            assert_eq!(word_at(f.as_file(), (base / 4) as u8 + regmap::SCRATCH.addr), 0x5555_0000 | access as u32);
+            assert_eq!(word_at_offset(f.as_file(), base + 4 * regmap::SCRATCH.addr as u64), 0x5555_0000 | access as u32);
         }
         let bad = PcieTransport::open_with(PcieOptions { regs: f.path().into(), stream: None, base: 2, access: RegisterAccess::Pread });
         assert!(matches!(bad, Err(DriverError::OutOfRange { .. })));

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use thiserror::Error;
 
-use crate::top::Board;
+use crate::top::{Board, TopKind};
 
 /// A failure of the FPGA flow.
 #[derive(Debug, Error)]
@@ -37,6 +37,20 @@ pub enum SynthError {
         /// The error.
         source: std::io::Error,
     },
+    /// nextpnr could not place the design: it needs more logic cells than the device has.
+    #[error("{top} does not fit the {board}: {used}/{available} logic cells; see {log}")]
+    DoesNotFit {
+        /// The board.
+        board: &'static str,
+        /// The top module.
+        top: String,
+        /// Logic cells the design needs (ICESTORM_LC).
+        used: u32,
+        /// Logic cells on the device.
+        available: u32,
+        /// The nextpnr log.
+        log: PathBuf,
+    },
     /// The log did not contain a figure the flow needs.
     #[error("{log}: no {what} found in the log")]
     Parse {
@@ -52,6 +66,8 @@ pub enum SynthError {
 pub struct SynthReport {
     /// The board.
     pub board: Board,
+    /// The top kind.
+    pub kind: TopKind,
     /// Logic cells used (ICESTORM_LC).
     pub logic_cells: u32,
     /// Logic cells available on the device.
@@ -84,8 +100,8 @@ impl std::fmt::Display for SynthReport {
         let pct = |a: u32, b: u32| 100.0 * a as f64 / b.max(1) as f64;
         write!(
             f,
-            "{:<11} LCs {:>5}/{:<5} ({:>4.1}%)  BRAM {:>2}/{:<2}  IO {:>2}/{:<3}  Fmax {:>6.1} MHz (target {:.1} MHz: {})  {}",
-            self.board.name(),
+            "{:<17} LCs {:>5}/{:<5} ({:>4.1}%)  BRAM {:>2}/{:<2}  IO {:>2}/{:<3}  Fmax {:>6.1} MHz (target {:.1} MHz: {})  {}",
+            self.kind.module_name(self.board),
             self.logic_cells,
             self.logic_cells_total,
             pct(self.logic_cells, self.logic_cells_total),
@@ -137,23 +153,27 @@ fn fmax(log: &str) -> Option<f64> {
     last.into_values().reduce(f64::min)
 }
 
-/// Runs the whole flow for `board` on the Verilog in `verilog_dir`, writing into `out_dir`,
-/// with the pin constraints in `constraints_dir`. `seed` is nextpnr's placer seed.
+/// Runs the whole flow for the `kind` top of `board` on the Verilog in `verilog_dir` (as
+/// written by [`crate::verilog::write_all`]), writing into `out_dir` files named after the top
+/// module (`top_hx8k.json`, `stream_hx8k.bin`, ...), with the pin constraints
+/// `constraints_dir/<board>.pcf`. `seed` is nextpnr's placer seed. A design larger than the
+/// device gives [`SynthError::DoesNotFit`].
 pub fn synthesize(
     board: Board,
+    kind: TopKind,
     verilog_dir: &Path,
     constraints_dir: &Path,
     out_dir: &Path,
     seed: u32,
 ) -> Result<SynthReport, SynthError> {
     std::fs::create_dir_all(out_dir).map_err(|source| SynthError::Io { path: out_dir.into(), source })?;
-    let name = board.name();
-    let top = format!("top_{name}");
+    let top = kind.module_name(board);
+    let name = top.as_str();
     let v = verilog_dir.join(format!("{top}.v"));
     let json = out_dir.join(format!("{name}.json"));
     let asc = out_dir.join(format!("{name}.asc"));
     let bin = out_dir.join(format!("{name}.bin"));
-    let pcf = constraints_dir.join(format!("{name}.pcf"));
+    let pcf = constraints_dir.join(format!("{}.pcf", board.name()));
     let ylog = out_dir.join(format!("{name}.yosys.log"));
     let plog = out_dir.join(format!("{name}.nextpnr.log"));
     let target = board.clock_mhz();
@@ -165,7 +185,7 @@ pub fn synthesize(
     let freq = format!("{target}");
     let seed = seed.to_string();
     let [dev, pkg] = board.nextpnr_args();
-    run(
+    let placed = run(
         "nextpnr-ice40",
         &[
             dev,
@@ -181,9 +201,20 @@ pub fn synthesize(
             "--seed",
             &seed,
             "--timing-allow-fail",
+            // A clock enable promoted onto a global buffer costs ~3.7 ns of routing: more than
+            // half a 150 MHz period (it was the tagger's critical path on the HX8K).
+            "--no-promote-globals",
         ],
         &plog,
-    )?;
+    );
+    if let Err(e) = placed {
+        return Err(match std::fs::read_to_string(&plog).ok().and_then(|l| utilization(&l, "ICESTORM_LC")) {
+            Some((used, available)) if used > available => {
+                SynthError::DoesNotFit { board: board.name(), top: top.clone(), used, available, log: plog }
+            }
+            _ => e,
+        });
+    }
     run("icepack", &[&asc.to_string_lossy(), &bin.to_string_lossy()], &out_dir.join(format!("{name}.icepack.log")))?;
     let log = std::fs::read_to_string(&plog).map_err(|source| SynthError::Io { path: plog.clone(), source })?;
     let parse = |what| SynthError::Parse { log: plog.clone(), what };
@@ -193,6 +224,7 @@ pub fn synthesize(
     let fmax_mhz = fmax(&log).ok_or_else(|| parse("Fmax of the PLL clock"))?;
     Ok(SynthReport {
         board,
+        kind,
         logic_cells,
         logic_cells_total,
         brams,

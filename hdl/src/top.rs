@@ -1,7 +1,12 @@
-//! Board tops: the core (time tagger, coincidence counter, correlation histogram, test signal,
-//! basis RNG) with a PLL, status LEDs and the UART host link, for the iCEBreaker
-//! (iCE40UP5K-SG48) and the iCE40-HX8K breakout board (iCE40HX8K-CT256); and the simulated
-//! board (the same core and link without PLL) that `qkd-sim` verilates.
+//! Board tops for the iCEBreaker (iCE40UP5K-SG48) and the iCE40-HX8K breakout board
+//! (iCE40HX8K-CT256), in two kinds ([`TopKind`]):
+//!
+//! * [`BoardTop`]: the core (time tagger, coincidence counter, correlation histogram, test
+//!   signal, basis RNG) with a PLL, status LEDs and the framed UART host link;
+//! * [`StreamTop`]: the tagger alone with a PLL, streaming raw tag records over the UART
+//!   (the foundation top; small, and the one that meets the tagger clock on both boards);
+//!
+//! and the simulated board (the core and link without PLL) that `qkd-sim` verilates.
 //!
 //! Pins: 4 detector inputs `det[3:0]` (H, V, D, A) and `sync_in` (1PPS/sync, tagger channel
 //! 4), `entropy_in` (raw entropy for the basis generator), the 12 MHz board clock `clk_12m`,
@@ -12,6 +17,9 @@ use rust_hdl::prelude::*;
 
 use crate::core::Core;
 use crate::link::UartLink;
+use crate::tagger::TimeTagger;
+use crate::uart_stream::UartRecordStreamer;
+use crate::verilog::TAGGER_CHANNELS;
 
 /// A supported development board.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,7 +47,8 @@ impl Board {
     /// Every supported board.
     pub const ALL: [Board; 2] = [Board::IceBreaker, Board::Hx8k];
 
-    /// Short name, used in file names (`top_<name>.v`, `constraints/<name>.pcf`).
+    /// Short name, used in file names (`top_<name>.v`, `stream_<name>.v`,
+    /// `constraints/<name>.pcf`).
     pub fn name(self) -> &'static str {
         match self {
             Board::IceBreaker => "icebreaker",
@@ -263,6 +272,139 @@ impl Logic for BoardTop {
     }
 }
 
+/// Which board top to build. Both kinds have the same ports, so they share the pin
+/// constraints `constraints/<board>.pcf`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TopKind {
+    /// [`BoardTop`]: the full core behind the framed UART host link.
+    Core,
+    /// [`StreamTop`]: the tagger alone, streaming raw records over the UART.
+    Stream,
+}
+
+impl TopKind {
+    /// Every top kind.
+    pub const ALL: [TopKind; 2] = [TopKind::Core, TopKind::Stream];
+
+    /// Short name, the prefix of the top module and its files (`top`, `stream`).
+    pub fn name(self) -> &'static str {
+        match self {
+            TopKind::Core => "top",
+            TopKind::Stream => "stream",
+        }
+    }
+
+    /// Name of the top module for `board` (`top_hx8k`, `stream_icebreaker`, ...), which is
+    /// also the stem of its Verilog file and of its build outputs.
+    pub fn module_name(self, board: Board) -> String {
+        format!("{}_{}", self.name(), board.name())
+    }
+
+    /// Verilog of this top for `board`, with the top module named [`Self::module_name`].
+    pub fn verilog(self, board: Board) -> String {
+        let name = self.module_name(board);
+        match self {
+            TopKind::Core => crate::verilog::verilog_of(&mut BoardTop::new(board), &name),
+            TopKind::Stream => crate::verilog::verilog_of(&mut StreamTop::new(board), &name),
+        }
+    }
+}
+
+/// Tagger dead time of [`StreamTop`], in ticks (53 ns at 150 MHz): longer than the
+/// synchronizer's resolution, shorter than any detector's own dead time.
+pub const STREAM_DEAD_TIME: u64 = 8;
+
+/// The tagger-only board top: PLL → time tagger (all five channels enabled on rising edges
+/// once the PLL is locked, [`STREAM_DEAD_TIME`]) → raw UART record stream (3 Mbaud 8N1, each
+/// 32-bit record as four bytes, least significant first, no framing). Same ports as
+/// [`BoardTop`]; `uart_rx` and `entropy_in` are unused. LEDs: bit 0 PLL locked, bit 1 tag FIFO
+/// not empty, bits 2–3 off.
+#[derive(LogicBlock)]
+pub struct StreamTop {
+    /// 12 MHz board oscillator.
+    pub clk_12m: Signal<In, Clock>,
+    /// Detector inputs H, V, D, A (tagger channels 0–3).
+    pub det: Signal<In, Bits<4>>,
+    /// Sync / 1PPS input (tagger channel 4).
+    pub sync_in: Signal<In, Bit>,
+    /// Unused (kept so that the top shares the board's pin constraints).
+    pub entropy_in: Signal<In, Bit>,
+    /// Unused (kept so that the top shares the board's pin constraints).
+    pub uart_rx: Signal<In, Bit>,
+    /// UART transmit line to the host: the raw record stream.
+    pub uart_tx: Signal<Out, Bit>,
+    /// Status LEDs (active high): bit 0 PLL locked, bit 1 tag FIFO not empty.
+    pub led: Signal<Out, Bits<4>>,
+    pll: Ice40Pll,
+    tagger: TimeTagger<TAGGER_CHANNELS>,
+    uart: UartRecordStreamer,
+    lock_sync: BitSynchronizer,
+    // LED drivers: own registers, so the pads' long nets stay off the logic paths.
+    led_r: DFF<Bits<4>>,
+    enable_r: DFF<Bit>,
+    leds: Signal<Local, Bits<4>>,
+    divisor: Constant<Bits<16>>,
+    dead_time: Constant<Bits<16>>,
+}
+
+impl StreamTop {
+    /// The tagger-only top for `board`.
+    pub fn new(board: Board) -> Self {
+        Self {
+            clk_12m: Default::default(),
+            det: Default::default(),
+            sync_in: Default::default(),
+            entropy_in: Default::default(),
+            uart_rx: Default::default(),
+            uart_tx: Default::default(),
+            led: Default::default(),
+            pll: Ice40Pll::new(board),
+            tagger: Default::default(),
+            uart: Default::default(),
+            lock_sync: Default::default(),
+            led_r: Default::default(),
+            enable_r: Default::default(),
+            leds: Default::default(),
+            divisor: Constant::new((board.baud_divisor() as u64).to_bits()),
+            dead_time: Constant::new(STREAM_DEAD_TIME.to_bits()),
+        }
+    }
+}
+
+impl Logic for StreamTop {
+    #[hdl_gen]
+    fn update(&mut self) {
+        self.pll.clock_in.next = self.clk_12m.val();
+        self.tagger.clock.next = self.pll.clock_out.val();
+        self.uart.clock.next = self.pll.clock_out.val();
+        self.lock_sync.clock.next = self.pll.clock_out.val();
+        self.led_r.clock.next = self.pll.clock_out.val();
+        self.enable_r.clock.next = self.pll.clock_out.val();
+        self.lock_sync.sig_in.next = self.pll.locked.val();
+        self.tagger.pins.next = bit_cast::<5, 4>(self.det.val()).replace_bit(4, self.sync_in.val());
+        // All channels enabled once the PLL is locked; rising edges.
+        self.enable_r.d.next = self.lock_sync.sig_out.val();
+        self.tagger.enable.next = 0.into();
+        if self.enable_r.q.val() {
+            self.tagger.enable.next = 0x1f.into();
+        }
+        self.tagger.falling.next = 0.into();
+        for i in 0..5 {
+            self.tagger.dead_time[i].next = self.dead_time.val();
+        }
+        self.uart.divisor.next = self.divisor.val();
+        self.uart.data.next = self.tagger.data_out.val();
+        self.uart.empty.next = self.tagger.empty.val();
+        self.tagger.read.next = self.uart.read.val();
+        self.uart_tx.next = self.uart.tx.val();
+        self.leds.next = 0.into();
+        self.leds.next = self.leds.val().replace_bit(0, self.lock_sync.sig_out.val());
+        self.leds.next = self.leds.val().replace_bit(1, !self.tagger.empty.val());
+        self.led_r.d.next = self.leds.val();
+        self.led.next = self.led_r.q.val();
+    }
+}
+
 /// The simulated board: the same core and link as [`BoardTop`] without the PLL (the
 /// simulator drives the core clock directly). It is what `qkd-sim` verilates. The UART
 /// defaults to 8 ticks per bit (18.75 Mbaud at 150 MHz) to keep simulations short; the
@@ -337,9 +479,22 @@ mod tests {
     #[test]
     fn board_tops_synthesize_in_yosys() {
         for board in Board::ALL {
-            let mut top = BoardTop::new(board);
-            top.connect_all();
-            yosys_validate(&format!("top_{}", board.name()), &generate_verilog(&top)).unwrap();
+            for kind in TopKind::ALL {
+                let name = kind.module_name(board);
+                yosys_validate(&name, &kind.verilog(board)).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            }
+        }
+    }
+
+    #[test]
+    fn both_top_kinds_have_the_same_ports() {
+        for board in Board::ALL {
+            let ports: Vec<_> = TopKind::ALL
+                .iter()
+                .map(|k| crate::verilog::ports_of(&k.verilog(board), &k.module_name(board)))
+                .collect();
+            assert_eq!(ports[0].len(), 7, "{ports:?}");
+            assert_eq!(ports[0], ports[1]);
         }
     }
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use rust_hdl::prelude::*;
 
 use crate::tagger::TimeTagger;
-use crate::top::{Board, BoardTop};
+use crate::top::{Board, TopKind};
 
 /// Channels of the tagger core used by the board tops and the simulator: 4 detectors
 /// (H, V, D, A) and the sync/1PPS input on channel 4.
@@ -124,16 +124,19 @@ mod tests {
     }
 }
 
-/// Writes `time_tagger.v` and one `top_<board>.v` per board into `dir`; returns the paths.
+/// Writes `time_tagger.v` and, per board, the full-core top `top_<board>.v` and the
+/// tagger-only top `stream_<board>.v` into `dir` (see [`TopKind`]); returns the paths.
 pub fn write_all(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let p = dir.join("time_tagger.v");
     write_if_changed(&p, &tagger_verilog())?;
     out.push(p);
     for board in Board::ALL {
-        let p = dir.join(format!("top_{}.v", board.name()));
-        write_if_changed(&p, &verilog_of(&mut BoardTop::new(board), &format!("top_{}", board.name())))?;
-        out.push(p);
+        for kind in TopKind::ALL {
+            let p = dir.join(format!("{}.v", kind.module_name(board)));
+            write_if_changed(&p, &kind.verilog(board))?;
+            out.push(p);
+        }
     }
     Ok(out)
 }

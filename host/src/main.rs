@@ -4,11 +4,14 @@
 //! * `qkd distill` — run one station (Alice or Bob) of key distillation over TCP;
 //! * `qkd distill-gen` — write a matched pair of synthetic input files and pre-shared keys;
 //! * `qkd bench distill` — reconciliation report (CSV + SVG) for Cascade and LDPC;
-//! * `qkd demo` — a simulated satellite pass through the tagger to distilled key.
+//! * `qkd demo` — a simulated satellite pass through the tagger to distilled key;
+//! * device commands (`info`, `config`, `count`, `coinc`, `histogram`, `stream`, `rng`, `regs`,
+//!   `selftest`), `replay` of a tag file, and `sim-board` (a Verilated board on a pty).
 //!
 //! File formats: see `qkd_host::distill::station::files`.
 
 mod demo;
+mod device_cmd;
 
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -31,6 +34,14 @@ use qkd_host::distill::station::{
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    device: device_cmd::DeviceArgs,
+    /// Configuration file (TOML): tables [device], [channels], [test_signal]; flags win.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Print JSON instead of tables (for scripts).
+    #[arg(long, global = true)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -48,6 +59,14 @@ enum Command {
     /// hardware-accurate tagger (RTL slice + bit-exact model) to distilled key, with a report,
     /// a plot and the key files. Needs no hardware and no flags.
     Demo(demo::DemoArgs),
+    /// Replay a tag file written by `qkd stream` through the same analysis (rates, losses,
+    /// coincidences, delay), without a device.
+    Replay(device_cmd::ReplayArgs),
+    /// Serve a Verilated board on a pseudo-terminal and print its path: every `qkd --port`
+    /// command then works against the simulated RTL as against a board.
+    SimBoard(device_cmd::SimBoardArgs),
+    #[command(flatten)]
+    Device(device_cmd::DeviceCommand),
 }
 
 #[derive(Subcommand)]
@@ -243,11 +262,18 @@ struct BenchArgs {
 }
 
 fn main() -> Result<()> {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    match cli.command {
         Command::Distill(a) => distill(a),
         Command::DistillGen(a) => generate(a),
         Command::Bench(BenchCommand::Distill(a)) => bench_distill(a),
         Command::Demo(a) => demo::run(a),
+        Command::Replay(mut a) => {
+            a.json |= cli.json;
+            device_cmd::replay(a)
+        }
+        Command::SimBoard(a) => device_cmd::sim_board(a),
+        Command::Device(c) => device_cmd::run(c, &cli.device, cli.config.as_deref(), cli.json),
     }
 }
 
