@@ -80,9 +80,12 @@ fn check_keys(dir: &Path, r: &Value) -> Vec<u8> {
     a
 }
 
-/// The decoy-BB84 preset with the receiver optics loss set to `rx_loss_db` (the preset has 7 dB).
+/// The decoy-BB84 preset without transmitter optics loss (the preset has 2 dB) and with the
+/// receiver optics loss set to `rx_loss_db` (the preset has 7 dB): ~9 dB brighter, so that a
+/// 10 s stretch gives a finite key well above the authentication key the run spends.
 fn bb84(rx_loss_db: f64, misalignment: f64) -> String {
-    let t = set(BB84, "rx_optics_loss_db", &format!("{rx_loss_db:.1}"));
+    let t = set(BB84, "tx_optics_loss_db", "0.0");
+    let t = set(&t, "rx_optics_loss_db", &format!("{rx_loss_db:.1}"));
     set(&t, "misalignment_error", &format!("{misalignment}"))
 }
 
@@ -211,28 +214,27 @@ fn micius_bbm92_pass_recovers_the_offset_and_aborts_for_lack_of_statistics() {
 
 #[test]
 fn secret_key_rate_falls_as_loss_rises() {
-    // The same pass (seed) with 0, 2 and 4 dB of receiver loss: fewer detections, fewer
+    // The same pass (seed) with 0, 1.5 and 3 dB of receiver loss: fewer detections, fewer
     // sifted bits, a shorter key (privacy-amplified output, before the authentication key is
-    // refilled from it).
+    // refilled from it). Measured: ~70 000, ~38 000 and ~16 000 bits.
     let mut last: Option<(u64, u64, u64)> = None;
-    for (i, loss) in [0.0, 2.0, 4.0].into_iter().enumerate() {
+    for (i, loss) in [0.0, 1.5, 3.0].into_iter().enumerate() {
         let dir = tmp_dir(&format!("loss{i}"));
-        let (r, text) = demo(&dir, &bb84(loss, 0.01), &["--duration", "12"]);
+        let (r, text) = demo(&dir, &bb84(loss, 0.01), &["--duration", "10"]);
         let det = u(&r, "/detections/0");
         let (sifted, pa) = match r["station"].is_null() {
             true => (0, 0),
             false => (u(&r, "/station/sifted_key_bits"), u(&r, "/station/pa_output_bits")),
         };
-        if i == 0 {
-            assert!(pa > 0, "no key at the lowest loss: {text}");
-        }
+        assert!(pa > 0, "no key at {loss} dB: {text}");
         if let Some((d0, s0, p0)) = last {
-            // 2 dB: the signal falls to 0.63; the rate of detected slots a bit less (noise).
-            assert!((det as f64) < 0.7 * d0 as f64, "{loss} dB: {det} detected slots after {d0}");
+            // 1.5 dB: the signal falls to 0.71; the detected slots a little less (noise).
+            let ratio = det as f64 / d0 as f64;
+            assert!(ratio > 0.68 && ratio < 0.74, "{loss} dB: {det} detected slots after {d0}");
             assert!(sifted < s0, "{loss} dB: {sifted} sifted bits after {s0}");
-            assert!(pa < p0 || p0 == 0, "{loss} dB: key {pa} bits after {p0}");
-            // The finite-key length falls faster than the detections (statistics get worse).
-            assert!((pa as f64) < (det as f64 / d0 as f64) * p0 as f64, "{loss} dB: key {pa} after {p0}");
+            // The key falls faster than the detections: the finite-size corrections and the
+            // noise weigh more in fewer detections.
+            assert!((pa as f64) < ratio * p0 as f64, "{loss} dB: key {pa} after {p0}");
         }
         last = Some((det, sifted, pa));
     }
