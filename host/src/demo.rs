@@ -241,8 +241,8 @@ pub struct ElevationBin {
     pub sifted_per_s: f64,
     /// Their error rate (probability).
     pub qber: f64,
-    /// Secret key bits per second: the pass's secret key shared out in proportion to the
-    /// sifted bits of the bin.
+    /// Secret key bits per second: the pass's secret key shared out over the bins in
+    /// proportion to sifted bits × (1 − 2.1 h(QBER)), the asymptotic fraction with f = 1.1.
     pub secret_bits_per_s: f64,
 }
 
@@ -273,8 +273,10 @@ impl Bins {
     fn totals(&self) -> (u64, u64) {
         self.map.values().fold((0, 0), |(s, e), v| (s + v.2, e + v.3))
     }
+    /// The bins, with the pass's `secret_bits` shared out over them in proportion to
+    /// [`secret_weight`].
     fn finish(&self, secret_bits: u64) -> Vec<ElevationBin> {
-        let (sifted, _) = self.totals();
+        let total: f64 = self.map.values().map(|&(_, _, s, e)| secret_weight(s, e)).sum();
         self.map
             .iter()
             .filter(|(_, v)| v.0 > 0.0)
@@ -285,10 +287,23 @@ impl Bins {
                 detections_per_s: n as f64 / secs,
                 sifted_per_s: s as f64 / secs,
                 qber: e as f64 / s.max(1) as f64,
-                secret_bits_per_s: secret_bits as f64 * s as f64 / sifted.max(1) as f64 / secs,
+                secret_bits_per_s: if total > 0.0 {
+                    secret_bits as f64 * secret_weight(s, e) / total / secs
+                } else {
+                    0.0
+                },
             })
             .collect()
     }
+}
+
+/// Share of the secret key of `sifted` bits with `errors` errors: the asymptotic fraction
+/// `1 − (1 + f) h(Q)` with f = 1.1 (bits). Only the shape across elevations is used: the pass's
+/// finite-key length is what gets shared out.
+fn secret_weight(sifted: u64, errors: u64) -> f64 {
+    let q = errors as f64 / sifted.max(1) as f64;
+    let h = if q <= 0.0 || q >= 1.0 { 0.0 } else { -q * q.log2() - (1.0 - q) * (1.0 - q).log2() };
+    sifted as f64 * (1.0 - 2.1 * h).max(0.0)
 }
 
 /// One station's tag stream.

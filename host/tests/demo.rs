@@ -107,6 +107,9 @@ fn check_bb84_counts(r: &Value) {
     let bins = r["elevation_bins"].as_array().unwrap();
     let n: f64 = bins.iter().map(|b| f(b, "/detections_per_s") * f(b, "/seconds")).sum();
     assert!((n - det as f64).abs() < 1.0, "bins hold {n} of {det} detections");
+    let k: f64 = bins.iter().map(|b| f(b, "/secret_bits_per_s") * f(b, "/seconds")).sum();
+    let secret = u(r, "/secret_bits") as f64;
+    assert!((k - secret).abs() < 1.0 + 1e-9 * secret, "bins hold {k} of {secret} secret bits");
     // The key is the privacy-amplified output less the refilled authentication key.
     let (pa, mac, fin) = (u(s, "/pa_output_bits"), u(s, "/mac_key_bits"), u(s, "/final_key_bits"));
     assert!(pa <= u(s, "/finite_key_bits"));
