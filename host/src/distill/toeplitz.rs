@@ -253,7 +253,7 @@ fn middle_product(x: &[u64], s: &[u64], n: usize, m: usize) -> Vec<u64> {
 
     let mut a = unpacked(x, len_x, size);
     let mut b = unpacked(s, len_s, size);
-    multiply_in_place(&mut a, &mut b, k);
+    multiply_in_place(&mut a, &mut b, k, [len_x, len_s]);
     b.zeroize();
 
     // Product word w (bits [64w, 64w + 64)) = C[2w] ^ C[2w+1] << 32 ^ C[2w-1] >> 32.
@@ -315,29 +315,34 @@ fn unpacked(words: &[u64], pieces: usize, size: usize) -> Vec<u64> {
 }
 
 /// Replaces `a` by the product of the GF(2^64)\[z\] polynomials `a` and `b` (both of length 2^k
-/// with the product's degree below 2^k); `b` is overwritten with its transform.
-fn multiply_in_place(a: &mut [u64], b: &mut [u64], k: u32) {
+/// with the product's degree below 2^k); `b` is overwritten with its transform. `used` gives
+/// the number of leading coefficients of `a` and `b` that may be non-zero (the rest are zero).
+fn multiply_in_place(a: &mut [u64], b: &mut [u64], k: u32, used: [usize; 2]) {
     #[cfg(target_arch = "x86_64")]
     {
         if let Some(v) = vpclmul_kernels::Vpclmul::detect() {
-            return multiply_with(v, a, b, k);
+            return multiply_with(v, a, b, k, used);
         }
         if let Some(p) = gf64::Pclmul::detect() {
-            return multiply_with(p, a, b, k);
+            return multiply_with(p, a, b, k, used);
         }
     }
-    multiply_with(gf64::Soft, a, b, k)
+    multiply_with(gf64::Soft, a, b, k, used)
 }
 
-fn multiply_with<K: Kernel>(kern: K, a: &mut [u64], b: &mut [u64], k: u32) {
+fn multiply_with<K: Kernel>(kern: K, a: &mut [u64], b: &mut [u64], k: u32, used: [usize; 2]) {
     let tw = Twiddles::new(k);
+    // A polynomial of degree below 2^j has the same coefficients in the novel basis of any
+    // size ≥ 2^j (X_i has degree i), all zero from 2^j on: convert only that prefix.
+    let prefix = |u: usize| u.max(1).next_power_of_two().min(1 << k);
+    let [pa, pb] = used.map(prefix);
     rayon::join(
         || {
-            to_novel(a, k, 1);
+            to_novel(&mut a[..pa], pa.trailing_zeros(), 1);
             fft(kern, a, 0, &tw, false);
         },
         || {
-            to_novel(b, k, 1);
+            to_novel(&mut b[..pb], pb.trailing_zeros(), 1);
             fft(kern, b, 0, &tw, false);
         },
     );
@@ -1003,7 +1008,7 @@ fn stage16<const BLOCK: usize, const HALF: usize, const DIST: usize>(
 }
 
 /// Words per cache tile of the basis conversion.
-const TILE: usize = 1 << 14;
+const TILE: usize = 1 << 19;
 
 /// When `a` holds several blocks of `block` words and is longer than a tile, runs `f` on
 /// tiles of whole blocks (in parallel when long) and returns true; otherwise false.
@@ -1245,12 +1250,12 @@ mod tests {
             let want = schoolbook(&a, &b);
             let k = (la + lb - 1usize).next_power_of_two().trailing_zeros();
             let run = |fa: &mut Vec<u64>, fb: &mut Vec<u64>, kernel: usize| match kernel {
-                0 => multiply_with(gf64::Soft, fa, fb, k),
+                0 => multiply_with(gf64::Soft, fa, fb, k, [la, lb]),
                 #[cfg(target_arch = "x86_64")]
-                1 => multiply_with(gf64::Pclmul::detect().unwrap(), fa, fb, k),
+                1 => multiply_with(gf64::Pclmul::detect().unwrap(), fa, fb, k, [la, lb]),
                 #[cfg(target_arch = "x86_64")]
-                2 => multiply_with(vpclmul_kernels::Vpclmul::detect().unwrap(), fa, fb, k),
-                _ => multiply_in_place(fa, fb, k),
+                2 => multiply_with(vpclmul_kernels::Vpclmul::detect().unwrap(), fa, fb, k, [la, lb]),
+                _ => multiply_in_place(fa, fb, k, [la, lb]),
             };
             let mut kernels = vec![0usize, 3];
             #[cfg(target_arch = "x86_64")]
