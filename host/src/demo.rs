@@ -206,6 +206,8 @@ pub struct SyncReport {
     pub fft_snr: f64,
     /// Tracking windows with an offset.
     pub windows: u64,
+    /// Smallest and largest significance of the windows' peaks, in σ.
+    pub window_snr: [f64; 2],
     /// RMS of (tracked − true offset) over the tracked span, in ticks.
     pub residual_rms_ticks: f64,
     /// Largest |tracked − true offset| over the tracked span, in ticks.
@@ -224,6 +226,10 @@ pub struct SyncReport {
     pub true_pair_coincidences: u64,
     /// Pairs whose photons were tagged at both stations (ground truth).
     pub pairs_tagged_at_both: u64,
+    /// Basis-matched coincidences of one pair (ground truth).
+    pub sifted_pairs: u64,
+    /// Basis-matched accidental coincidences (ground truth).
+    pub sifted_accidentals: u64,
 }
 
 /// Rates in one elevation bin.
