@@ -18,8 +18,8 @@
 //! 1. The edges go through the time tagger: the bit-exact event-level model for the whole
 //!    pass, and the Verilated RTL for a slice at its start, which must give the same records.
 //! 2. Alice and Bob (station A and B) run the two-station protocol in two threads over a
-//!    socket pair: sifting → estimation → Cascade → verification → privacy amplification at
-//!    the finite-key length, with an authenticated channel.
+//!    socket pair: sifting → estimation → Cascade (or LDPC, `--method ldpc`) → verification →
+//!    privacy amplification at the finite-key length, with an authenticated channel.
 //! 3. A report (counts, QBER, sifted and secret bits, rates against elevation) printed and
 //!    written as `report.json`, an SVG plot `key-rate.svg` and the two key files
 //!    `alice.key`/`bob.key`. When the protocol aborts (QBER above the threshold, or no key
@@ -40,7 +40,7 @@ use qkd_hdl::tagger_model::{tag_edges, Edge, TaggerConfig};
 use qkd_hdl::top::Board;
 use qkd_host::distill::auth::{KeyPool, Role};
 use qkd_host::distill::station::{
-    files, run_station, LocalOptions, StationConfig, StationError, StationInput, StationOutput, StationReport,
+    files, run_station, LocalOptions, Method, StationConfig, StationError, StationInput, StationOutput, StationReport,
 };
 use qkd_sim::physics::PassConfig;
 use qkd_sim::verilated::VerilatedTagger;
@@ -54,6 +54,24 @@ pub enum DemoProtocol {
     DecoyBb84,
     /// Entanglement-based BBM92 to two stations (default preset `micius-2020-bbm92`).
     Bbm92,
+}
+
+/// Reconciliation method of the demo.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoMethod {
+    /// Interactive Cascade (hundreds of round trips: 61 MAC key bits per message).
+    Cascade,
+    /// One-way rate-adaptive LDPC (a few messages).
+    Ldpc,
+}
+
+impl DemoMethod {
+    fn method(self) -> Method {
+        match self {
+            DemoMethod::Cascade => Method::Cascade,
+            DemoMethod::Ldpc => Method::Ldpc,
+        }
+    }
 }
 
 /// Options of `qkd demo`.
@@ -70,6 +88,9 @@ pub struct DemoArgs {
     /// for decoy BB84, the whole common visibility window for BBM92.
     #[arg(long)]
     pub duration: Option<f64>,
+    /// Reconciliation method.
+    #[arg(long, value_enum, default_value = "cascade")]
+    pub method: DemoMethod,
     /// Ticks of the pass to run through the Verilated tagger RTL, per station (the rest uses
     /// the bit-exact model).
     #[arg(long, default_value_t = 30_000_000)]
@@ -449,8 +470,11 @@ fn finish(out: &Path, config: &StationConfig, finite_key: &str, result: Distille
                 100.0 * report.simulated_qber
             );
             println!(
-                "  leak_EC (Cascade)     {:>10} bits (f = {:.3}, {} round trips)",
-                r.leak_ec_bits, r.efficiency, r.channel.round_trips
+                "  leak_EC {:<13} {:>10} bits (f = {:.3}, {} round trips)",
+                format!("({})", config.method.name()),
+                r.leak_ec_bits,
+                r.efficiency,
+                r.channel.round_trips
             );
             println!("  finite-key length     {:>10} bits", r.finite_key_bits);
             println!("  MAC key consumed      {:>10} bits (refilled from the key)", r.mac_key_bits);

@@ -120,7 +120,9 @@ fn check_bb84_counts(r: &Value) {
 #[test]
 fn decoy_bb84_short_pass_gives_identical_keys() {
     let dir = tmp_dir("bb84");
-    let (r, text) = demo(&dir, &bb84(0.0, 0.01), &["--duration", "12"]);
+    // 20 s: a finite key of ~180 000 bits, far above the 20 000–72 000 MAC key bits a Cascade
+    // run spends (its round trips vary), so the key left after the refill is never empty.
+    let (r, text) = demo(&dir, &bb84(0.0, 0.01), &["--duration", "20"]);
     assert_eq!(r["protocol"], "decoy-bb84");
     assert!(r["abort"].is_null(), "aborted: {text}");
     check_keys(&dir, &r);
@@ -130,7 +132,7 @@ fn decoy_bb84_short_pass_gives_identical_keys() {
     let (est, sim) = (f(&r, "/station/qber_for_reconciliation"), f(&r, "/simulated_qber"));
     assert!(sim > 0.01 && sim < 0.03, "simulated QBER {sim}");
     assert!((est - sim).abs() < 0.006, "estimate {est} against simulated {sim}");
-    assert!(f(&r, "/simulated_s") > 11.9 && f(&r, "/simulated_s") < 12.1);
+    assert!(f(&r, "/simulated_s") > 19.9 && f(&r, "/simulated_s") < 20.1);
     assert!(dir.join("key-rate.svg").exists());
     assert!(text.contains("identical at both stations"), "{text}");
 }
@@ -160,8 +162,12 @@ fn bbm92_testbed() -> String {
 #[test]
 fn bbm92_short_pass_syncs_clocks_and_gives_identical_keys() {
     let dir = tmp_dir("bbm92");
-    let (r, text) = demo(&dir, &bbm92_testbed(), &["--duration", "3"]);
+    // LDPC: a few messages, so the MAC key spent stays ~2 000 bits whatever the pass (the
+    // decoy-BB84 test covers Cascade).
+    let (r, text) = demo(&dir, &bbm92_testbed(), &["--duration", "3", "--method", "ldpc"]);
     assert_eq!(r["protocol"], "bbm92");
+    assert_eq!(r["station"]["method"], "ldpc");
+    assert!(u(&r, "/station/mac_key_bits") < 10_000, "{}", r["station"]);
     assert!(r["abort"].is_null(), "aborted: {text}");
     check_keys(&dir, &r);
     // Clock sync from the tag streams: the FFT finds the peak at these rates, and the track
@@ -179,11 +185,13 @@ fn bbm92_short_pass_syncs_clocks_and_gives_identical_keys() {
     assert!(both > 500_000, "{both} pairs");
     assert!(truth as f64 > 0.98 * both as f64, "{truth} of {both} pairs found");
     assert!(((c - truth) as f64) < 0.02 * c as f64, "{} accidentals of {c}", c - truth);
-    // The protocol's own timestamp matching finds the same coincidences.
+    // The protocol's own timestamp matching finds the same coincidences (up to clicks of one
+    // station on one tick, which it merges into one detection, and greedy against closest
+    // matching: ~0.1 %).
     let s = &r["station"];
     assert_eq!(u(s, "/sift/announced"), u(&r, "/detections/1"));
     let matched = u(s, "/sift/announced") - u(s, "/sift/no_partner");
-    assert!((matched as f64 - c as f64).abs() < 0.001 * c as f64, "protocol matched {matched}, sync found {c}");
+    assert!((matched as f64 - c as f64).abs() < 0.005 * c as f64, "protocol matched {matched}, sync found {c}");
     let mismatch = u(s, "/sift/basis_mismatch") as f64;
     assert!((mismatch / matched as f64 - 0.5).abs() < 0.01, "basis mismatch {mismatch} of {matched}");
     // QBER: two 1 % misalignments plus the accidentals (half of them errors).

@@ -1,12 +1,11 @@
 //! The decoy-BB84 downlink of `qkd demo` (one ground station).
 
-use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use qkd_hdl::tagger_model::PIN_TO_TAG_LATENCY;
 use qkd_host::distill::sifting::{AliceRecords, Basis, Detection, CLICK_A, CLICK_D, CLICK_H, CLICK_V};
-use qkd_host::distill::station::{Method, Protocol, StationConfig, StationInput};
+use qkd_host::distill::station::{Protocol, StationConfig, StationInput};
 use qkd_sim::physics::{self, PassConfig};
 
 use super::{clock_hz, distill, elevation_table_and_plot, finish, tag_station, Bins, DemoArgs, DemoReport};
@@ -64,34 +63,50 @@ pub(super) fn run(a: &DemoArgs, cfg: &PassConfig) -> Result<DemoReport> {
     report.tagger_s = t1.elapsed().as_secs_f64();
     report.rtl_slice = vec![tagged.rtl];
 
-    // 3. Tags → detection records.
-    let slot_of: HashMap<(u64, u8), u64> = pass.clicks.iter().map(|c| ((c.tick, c.channel), c.slot)).collect();
-    let mut clicks_by_slot: BTreeMap<u64, u8> = BTreeMap::new();
-    let mut pps = 0u64;
-    for t in &tagged.tags {
-        if t.channel as usize >= 4 {
-            pps += 1;
-            continue;
-        }
-        let tick = t.time - PIN_TO_TAG_LATENCY;
-        let slot = *slot_of.get(&(tick, t.channel)).context("a tag without a simulated click")?;
-        *clicks_by_slot.entry(slot).or_default() |= click_bit(t.channel);
-    }
-    report.detector_tags = vec![tagged.tags.len() as u64 - pps];
+    // 3. Tags → detection records. The tagger tags every edge, so its detector tags are the
+    //    simulated clicks in order: each takes its click's slot (the simulated time transfer).
+    let mut tags: Vec<(u64, u8)> = tagged
+        .tags
+        .iter()
+        .filter(|t| (t.channel as usize) < 4)
+        .map(|t| (t.time - PIN_TO_TAG_LATENCY, t.channel))
+        .collect();
+    tags.sort_unstable();
+    let pps = (tagged.tags.len() - tags.len()) as u64;
+    drop(tagged);
+    report.detector_tags = vec![tags.len() as u64];
     report.pps_tags = vec![pps];
-    if report.detector_tags[0] != pass.clicks.len() as u64 {
-        bail!("{} detector tags for {} simulated clicks", report.detector_tags[0], pass.clicks.len());
+    if tags.len() != pass.clicks.len() {
+        bail!("{} detector tags for {} simulated clicks", tags.len(), pass.clicks.len());
     }
-    // Dense slot numbering: only slots with clicks take part in sifting.
-    let alice_by_slot: HashMap<u64, &physics::AliceRecord> = pass.alice.iter().map(|r| (r.slot, r)).collect();
+    let mut slot_clicks: Vec<(u64, u8)> = Vec::with_capacity(tags.len());
+    for (&(tick, channel), c) in tags.iter().zip(&pass.clicks) {
+        if (c.tick, c.channel) != (tick, channel) {
+            bail!("tag at tick {tick} channel {channel}, simulated click at tick {} channel {}", c.tick, c.channel);
+        }
+        slot_clicks.push((c.slot, click_bit(channel)));
+    }
+    drop(tags);
+    slot_clicks.sort_unstable();
+    let mut clicks_by_slot: Vec<(u64, u8)> = Vec::with_capacity(slot_clicks.len());
+    for (slot, bit) in slot_clicks {
+        match clicks_by_slot.last_mut() {
+            Some(last) if last.0 == slot => last.1 |= bit,
+            _ => clicks_by_slot.push((slot, bit)),
+        }
+    }
+    // Dense slot numbering: only slots with clicks take part in sifting. Alice's records are
+    // sorted by slot, as are the detected slots.
     let mut alice = AliceRecords::new(0);
     let mut detections = Vec::with_capacity(clicks_by_slot.len());
     let mut bins = Bins::default();
     for s in &pass.timeline {
         bins.time(s.elevation_rad.to_degrees(), 1.0_f64.min(pass.duration_s - s.t_s).max(0.0));
     }
-    for (i, (&slot, &clicks)) in clicks_by_slot.iter().enumerate() {
-        let r = alice_by_slot.get(&slot).context("a detected slot without Alice's record")?;
+    let mut records = pass.alice.iter().peekable();
+    for (i, &(slot, clicks)) in clicks_by_slot.iter().enumerate() {
+        while records.next_if(|r| r.slot < slot).is_some() {}
+        let r = records.next_if(|r| r.slot == slot).context("a detected slot without Alice's record")?;
         let basis = if r.basis == physics::Basis::Z { Basis::Z } else { Basis::X };
         alice.push(basis, r.value == 1, r.class.index() as u8).context("Alice's record")?;
         detections.push(Detection { slot: i as u64, clicks });
@@ -110,7 +125,7 @@ pub(super) fn run(a: &DemoArgs, cfg: &PassConfig) -> Result<DemoReport> {
     let src = &bb84.source;
     let config = StationConfig {
         protocol: Protocol::DecoyBb84 { intensities: src.intensities, probabilities: src.class_probabilities },
-        method: Method::Cascade,
+        method: a.method.method(),
         ..Default::default()
     };
     let t2 = Instant::now();

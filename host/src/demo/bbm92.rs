@@ -14,7 +14,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use qkd_hdl::tagger_model::PIN_TO_TAG_LATENCY;
 use qkd_host::distill::sifting::{Detection, CLICK_A, CLICK_D, CLICK_H, CLICK_V};
-use qkd_host::distill::station::{Method, Protocol, StationConfig, StationInput};
+use qkd_host::distill::station::{Protocol, StationConfig, StationInput};
 use qkd_sim::clocksync::{self, OffsetTrack, Piecewise, SyncConfig};
 use qkd_sim::physics::{self, Basis, Bbm92Click, PassConfig};
 
@@ -290,7 +290,7 @@ pub(super) fn run(a: &DemoArgs, cfg: &PassConfig) -> Result<DemoReport> {
             offset: 0,
             bob_flip: [anti[0], anti[1]],
         },
-        method: Method::Cascade,
+        method: a.method.method(),
         ..Default::default()
     };
     let t3 = Instant::now();
