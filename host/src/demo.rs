@@ -553,3 +553,41 @@ fn plot(path: &Path, what: &str, bins: &[ElevationBin]) -> Result<()> {
     root.present()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_weight_follows_the_asymptotic_fraction() {
+        assert_eq!(secret_weight(1000, 0), 1000.0);
+        // h(0.02) = 0.1414: 1 − 2.1 · 0.1414 = 0.703.
+        assert!((secret_weight(1000, 20) - 703.0).abs() < 1.0, "{}", secret_weight(1000, 20));
+        // h(0.10) = 0.469: a sliver left; above ~10.4 % (2.1 h = 1) nothing.
+        assert!((secret_weight(1000, 100) - 15.1).abs() < 0.1, "{}", secret_weight(1000, 100));
+        assert_eq!(secret_weight(1000, 105), 0.0);
+        assert_eq!(secret_weight(0, 0), 0.0);
+    }
+
+    #[test]
+    fn bins_share_out_the_key_and_count_detections() {
+        let mut b = Bins::default();
+        b.time(22.0, 10.0);
+        b.time(47.0, 20.0);
+        for i in 0..100 {
+            b.detection(22.0, i % 2 == 0, i % 10 == 0);
+        }
+        for i in 0..400 {
+            b.detection(47.0, i % 2 == 0, false);
+        }
+        let bins = b.finish(1000);
+        assert_eq!(bins.len(), 2);
+        assert_eq!((bins[0].lo_deg, bins[0].hi_deg), (20.0, 25.0));
+        assert_eq!(bins[0].detections_per_s, 10.0);
+        assert_eq!(bins[1].sifted_per_s, 10.0);
+        assert!((bins[0].qber - 0.2).abs() < 1e-12, "{}", bins[0].qber);
+        // 20 % QBER gives no key: all of it goes to the clean bin.
+        assert_eq!(bins[0].secret_bits_per_s, 0.0);
+        assert!((bins[1].secret_bits_per_s * bins[1].seconds - 1000.0).abs() < 1e-9);
+    }
+}

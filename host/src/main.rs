@@ -55,7 +55,8 @@ enum Command {
     /// Benchmarks and reports.
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Simulate a satellite pass (Micius 2017 decoy BB84 by default) through the
+    /// Simulate a satellite pass (Micius 2017 decoy BB84 by default; `--protocol bbm92`: Micius
+    /// 2020 entangled pairs to two stations, with clock sync from the tag streams) through the
     /// hardware-accurate tagger (RTL slice + bit-exact model) to distilled key, with a report,
     /// a plot and the key files. Needs no hardware and no flags.
     Demo(demo::DemoArgs),

@@ -303,3 +303,15 @@ pub(super) fn run(a: &DemoArgs, cfg: &PassConfig) -> Result<DemoReport> {
     elevation_table_and_plot(&a.out, "coincidences", &report.elevation_bins)?;
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_merge_clicks_of_one_timestamp() {
+        let r = records([(5, 0), (5, 3), (9, 1), (12, 2)].into_iter());
+        let got: Vec<(u64, u8)> = r.iter().map(|d| (d.slot, d.clicks)).collect();
+        assert_eq!(got, vec![(5, CLICK_H | CLICK_A), (9, CLICK_V), (12, CLICK_D)]);
+    }
+}
