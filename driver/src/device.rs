@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use qkd_hdl::coincidence::MIN_GATE;
 use qkd_hdl::regmap::{self, Access, Register};
 use serde::{Deserialize, Serialize};
 
@@ -447,7 +448,8 @@ impl Device {
                     let singles = self.read_all(&regmap::COINC_SINGLES)?;
                     let coincidences = self.read_all(&regmap::COINC_COUNT)?;
                     if self.read(&regmap::COINC_GATE_SEQ, 0)? == t {
-                        return Ok(GateCounts { seq: t, gate_ticks: gate, singles, coincidences });
+                        let gate_ticks = if gate < MIN_GATE { MIN_GATE } else { gate };
+                        return Ok(GateCounts { seq: t, gate_ticks, singles, coincidences });
                     }
                     // The next gate ended while reading: take that one.
                     target = Some(t.wrapping_add(1) & 0xFFFF);

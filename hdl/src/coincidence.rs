@@ -9,10 +9,29 @@
 //! tick `t` when some member has an event at `t` and every member has one in `[t − W, t]`:
 //! the coincidence is counted once, at its latest event. `W = 0` counts same-tick events only.
 //!
-//! Counts: every gate of `gate` ticks, the singles of each channel and the coincidences of
-//! each group are latched into the `*_latched` outputs, the accumulators restart, and
-//! `gate_seq` increments, so a host can read complete gates while acquisition runs. The
-//! reference model is [`CoincidenceModel`].
+//! Counts: every gate of `gate` ticks (values 1..=63 act as [`MIN_GATE`], 0 stops the gates),
+//! the singles of each channel and the coincidences of each group over the gate are stored in
+//! a block RAM that the host reads through `rd_addr`/`rd_data`, and `gate_seq` increments once
+//! they are all there, [`COUNT_LATENCY`] ticks after the gate ends; acquisition goes on
+//! meanwhile, so a host can read complete gates while the counter runs (read `gate_seq` before
+//! and after the counts).
+//!
+//! # How the counts are kept
+//! Nine 32-bit counters with a second 32-bit latch each cost ~600 logic cells in flip-flops and
+//! carry chains, the largest part of the counter. Here every counter is a 6-bit prescaler in
+//! logic and a 32-bit sum in block RAM, updated by one shared adder: a 5-bit slot counter `r`
+//! visits counter `k = r[4:1]` (index [`single_index`] / [`group_index`]) every 32 ticks. On
+//! even ticks it adds the prescaler of `k` to `k`'s sum for the current gate (read, then write
+//! one tick later) and restarts the prescaler; a prescaler therefore never holds more than 32
+//! events. At the end of a gate every prescaler moves to a residue register, the current bank
+//! of sums (two banks of 16 words) flips, and on odd ticks each counter's residue is added to
+//! its sum in the old bank; that final sum is also written to the host copy (16 words). The
+//! first visit of a counter in a gate writes its prescaler instead of adding (the bank still
+//! holds the gate before last). All residues are in after 32 ticks; `gate_seq` increments at
+//! [`COUNT_LATENCY`]. Hence the minimum gate of [`MIN_GATE`] ticks.
+//!
+//! The cycle model is [`CoincidenceModel`]; [`GateCounts`] gives the counts a gate must have
+//! from the events alone, which the tests check the model and the RTL against.
 
 use rust_hdl::prelude::*;
 
@@ -26,6 +45,26 @@ pub const MAX_DELAY: usize = (1 << DELAY_BITS) - 1;
 pub const WINDOW_BITS: usize = 8;
 /// Width of the counters, in bits.
 pub const COUNT_BITS: usize = 32;
+/// Shortest gate, in ticks: a `gate` of 1..=63 counts as this.
+pub const MIN_GATE: u32 = 64;
+/// Ticks from the last tick of a gate to the `gate_seq` increment that announces its counts.
+pub const COUNT_LATENCY: u32 = 34;
+/// Width of the count-RAM read address (16 words: singles 0..8, groups 8..16).
+pub const COUNT_ADDR_BITS: usize = 4;
+/// Prescaler width, in bits (at most 33 events between two visits).
+const PRE_BITS: usize = 6;
+/// Counter slots (the read address space); unused slots stay 0.
+const SLOTS: usize = 1 << COUNT_ADDR_BITS;
+
+/// Count-RAM word of channel `c`'s singles (`c` < 8).
+pub const fn single_index(c: usize) -> usize {
+    c
+}
+
+/// Count-RAM word of group `g`'s coincidences.
+pub const fn group_index(g: usize) -> usize {
+    8 + g
+}
 
 /// The coincidence counter for `N` channels.
 #[derive(LogicBlock)]
@@ -40,14 +79,14 @@ pub struct Coincidence<const N: usize> {
     pub window: Signal<In, Bits<WINDOW_BITS>>,
     /// Channel mask of each group (an empty mask never counts).
     pub group: [Signal<In, Bits<N>>; GROUPS],
-    /// Gate time, in ticks (at least 1).
+    /// Gate time, in ticks (0 = no gates; 1..=63 act as [`MIN_GATE`]).
     pub gate: Signal<In, Bits<COUNT_BITS>>,
     /// Coincidence pulse of each group in this tick (registered, one tick after the event).
     pub coinc: Signal<Out, Bits<GROUPS>>,
-    /// Singles of each channel in the last complete gate.
-    pub singles_latched: [Signal<Out, Bits<COUNT_BITS>>; N],
-    /// Coincidences of each group in the last complete gate.
-    pub coinc_latched: [Signal<Out, Bits<COUNT_BITS>>; GROUPS],
+    /// Count word to read: [`single_index`] or [`group_index`].
+    pub rd_addr: Signal<In, Bits<COUNT_ADDR_BITS>>,
+    /// The word `rd_addr` named in the previous tick, from the last complete gate.
+    pub rd_data: Signal<Out, Bits<COUNT_BITS>>,
     /// Number of complete gates (wraps).
     pub gate_seq: Signal<Out, Bits<16>>,
     lines: [DelayLine<Bit, MAX_DELAY, DELAY_BITS>; N],
@@ -57,21 +96,40 @@ pub struct Coincidence<const N: usize> {
     near: DFF<Bits<N>>,
     coinc_r: DFF<Bits<GROUPS>>,
     dh2: DFF<Bits<N>>,
-    singles: [DFF<Bits<COUNT_BITS>>; N],
-    counts: [DFF<Bits<COUNT_BITS>>; GROUPS],
-    singles_l: [DFF<Bits<COUNT_BITS>>; N],
-    counts_l: [DFF<Bits<COUNT_BITS>>; GROUPS],
     gate_left: DFF<Bits<COUNT_BITS>>,
     gate_end: DFF<Bit>,
     seq: DFF<Bits<16>>,
+    slot: DFF<Bits<5>>,
+    pre_s: [DFF<Bits<PRE_BITS>>; N],
+    old_s: [DFF<Bits<PRE_BITS>>; N],
+    pre_g: [DFF<Bits<PRE_BITS>>; GROUPS],
+    old_g: [DFF<Bits<PRE_BITS>>; GROUPS],
+    fresh: DFFWithInit<Bits<SLOTS>>,
+    flush: DFF<Bits<SLOTS>>,
+    bank: DFF<Bit>,
+    w_en: DFF<Bit>,
+    w_addr: DFF<Bits<5>>,
+    w_add: DFF<Bits<PRE_BITS>>,
+    w_fresh: DFF<Bit>,
+    w_flush: DFF<Bit>,
+    done: DFF<Bits<6>>,
+    sums: RAM<Bits<COUNT_BITS>, 5>,
+    shown: RAM<Bits<COUNT_BITS>, COUNT_ADDR_BITS>,
     recent: Signal<Local, Bits<N>>,
     all_in: Signal<Local, Bit>,
-    s_sum: [Signal<Local, Bits<COUNT_BITS>>; N],
     dh_next: Signal<Local, Bits<N>>,
     near_next: Signal<Local, Bits<N>>,
     seen_next: Signal<Local, Bits<N>>,
     coinc_next: Signal<Local, Bits<GROUPS>>,
-    c_sum: [Signal<Local, Bits<COUNT_BITS>>; GROUPS],
+    ev: Signal<Local, Bits<SLOTS>>,
+    k: Signal<Local, Bits<COUNT_ADDR_BITS>>,
+    ra: Signal<Local, Bits<5>>,
+    sum: Signal<Local, Bits<COUNT_BITS>>,
+    fresh_n: Signal<Local, Bits<SLOTS>>,
+    flush_n: Signal<Local, Bits<SLOTS>>,
+    min_gate: Constant<Bits<COUNT_BITS>>,
+    latency: Constant<Bits<6>>,
+    ones: Constant<Bits<SLOTS>>,
 }
 
 impl<const N: usize> Default for Coincidence<N> {
@@ -85,8 +143,8 @@ impl<const N: usize> Default for Coincidence<N> {
             group: array_init::array_init(|_| Default::default()),
             gate: Default::default(),
             coinc: Default::default(),
-            singles_latched: array_init::array_init(|_| Default::default()),
-            coinc_latched: array_init::array_init(|_| Default::default()),
+            rd_addr: Default::default(),
+            rd_data: Default::default(),
             gate_seq: Default::default(),
             lines: array_init::array_init(|_| Default::default()),
             dh: Default::default(),
@@ -95,21 +153,42 @@ impl<const N: usize> Default for Coincidence<N> {
             near: Default::default(),
             coinc_r: Default::default(),
             dh2: Default::default(),
-            singles: array_init::array_init(|_| Default::default()),
-            counts: array_init::array_init(|_| Default::default()),
-            singles_l: array_init::array_init(|_| Default::default()),
-            counts_l: array_init::array_init(|_| Default::default()),
             gate_left: Default::default(),
             gate_end: Default::default(),
             seq: Default::default(),
+            slot: Default::default(),
+            pre_s: array_init::array_init(|_| Default::default()),
+            old_s: array_init::array_init(|_| Default::default()),
+            pre_g: array_init::array_init(|_| Default::default()),
+            old_g: array_init::array_init(|_| Default::default()),
+            fresh: DFFWithInit::new(((1u64 << SLOTS) - 1).to_bits()),
+            flush: Default::default(),
+            bank: Default::default(),
+            w_en: Default::default(),
+            w_addr: Default::default(),
+            w_add: Default::default(),
+            w_fresh: Default::default(),
+            w_flush: Default::default(),
+            done: Default::default(),
+            // Zero contents, so that simulators agree with the iCE40 (whose block RAMs
+            // power up to the bitstream's contents, zero here) before the first gate ends.
+            sums: RAM::new((0..2 * SLOTS as u64).map(|a| (a.to_bits(), 0u64.to_bits())).collect()),
+            shown: RAM::new((0..SLOTS as u64).map(|a| (a.to_bits(), 0u64.to_bits())).collect()),
             recent: Default::default(),
             all_in: Default::default(),
-            s_sum: array_init::array_init(|_| Default::default()),
             dh_next: Default::default(),
             near_next: Default::default(),
             seen_next: Default::default(),
             coinc_next: Default::default(),
-            c_sum: array_init::array_init(|_| Default::default()),
+            ev: Default::default(),
+            k: Default::default(),
+            ra: Default::default(),
+            sum: Default::default(),
+            fresh_n: Default::default(),
+            flush_n: Default::default(),
+            min_gate: Constant::new((MIN_GATE as u64).to_bits()),
+            latency: Constant::new((COUNT_LATENCY as u64).to_bits()),
+            ones: Constant::new(((1u64 << SLOTS) - 1).to_bits()),
         }
     }
 }
@@ -117,7 +196,10 @@ impl<const N: usize> Default for Coincidence<N> {
 impl<const N: usize> Logic for Coincidence<N> {
     #[hdl_gen]
     fn update(&mut self) {
-        dff_setup!(self, clock, dh, seen, near, coinc_r, dh2, gate_left, gate_end, seq);
+        dff_setup!(
+            self, clock, dh, seen, near, coinc_r, dh2, gate_left, gate_end, seq, slot, fresh, flush, bank, w_en,
+            w_addr, w_add, w_fresh, w_flush, done
+        );
         // Delay compensation → registered delayed hits `dh`.
         self.dh_next.next = 0.into();
         for i in 0..N {
@@ -165,46 +247,137 @@ impl<const N: usize> Logic for Coincidence<N> {
         self.dh2.d.next = self.dh.q.val();
         // Gate timer: `gate_end` is high in the last tick of a gate.
         if self.gate_left.q.val() <= 1 {
-            self.gate_left.d.next = self.gate.val();
+            if (self.gate.val() != 0) & (self.gate.val() < self.min_gate.val()) {
+                self.gate_left.d.next = self.min_gate.val();
+            } else {
+                self.gate_left.d.next = self.gate.val();
+            }
         } else {
             self.gate_left.d.next = self.gate_left.q.val() - 1;
         }
         self.gate_end.d.next = self.gate_left.q.val() == 2;
-        // Counters (the counted events are `dh2` and `coinc_r`, both one tick old).
+        // Counted events of this tick (`dh2` and `coinc_r`, both one tick old) by slot.
+        self.ev.next = 0.into();
         for i in 0..N {
-            self.singles[i].clock.next = self.clock.val();
-            self.singles_l[i].clock.next = self.clock.val();
-            self.singles_l[i].d.next = self.singles_l[i].q.val();
-            self.s_sum[i].next = self.singles[i].q.val();
-            if self.dh2.q.val().get_bit(i) {
-                self.s_sum[i].next = self.singles[i].q.val() + 1;
-            }
-            self.singles[i].d.next = self.s_sum[i].val();
-            if self.gate_end.q.val() {
-                self.singles_l[i].d.next = self.s_sum[i].val();
-                self.singles[i].d.next = 0.into();
-            }
-            self.singles_latched[i].next = self.singles_l[i].q.val();
+            self.ev.next = self.ev.val().replace_bit(i, self.dh2.q.val().get_bit(i));
         }
         for g in 0..GROUPS {
-            self.counts[g].clock.next = self.clock.val();
-            self.counts_l[g].clock.next = self.clock.val();
-            self.counts_l[g].d.next = self.counts_l[g].q.val();
-            self.c_sum[g].next = self.counts[g].q.val();
-            if self.coinc_r.q.val().get_bit(g) {
-                self.c_sum[g].next = self.counts[g].q.val() + 1;
-            }
-            self.counts[g].d.next = self.c_sum[g].val();
-            if self.gate_end.q.val() {
-                self.counts_l[g].d.next = self.c_sum[g].val();
-                self.counts[g].d.next = 0.into();
-            }
-            self.coinc_latched[g].next = self.counts_l[g].q.val();
+            self.ev.next = self.ev.val().replace_bit(g + 8, self.coinc_r.q.val().get_bit(g));
         }
+        // Write stage: the sum read in the previous tick plus the staged prescaler.
+        self.sum.next = bit_cast::<COUNT_BITS, PRE_BITS>(self.w_add.q.val());
+        if !self.w_fresh.q.val() {
+            self.sum.next = self.sums.read_data.val() + bit_cast::<COUNT_BITS, PRE_BITS>(self.w_add.q.val());
+        }
+        self.sums.write_clock.next = self.clock.val();
+        self.sums.write_address.next = self.w_addr.q.val();
+        self.sums.write_data.next = self.sum.val();
+        self.sums.write_enable.next = self.w_en.q.val();
+        self.shown.write_clock.next = self.clock.val();
+        self.shown.write_address.next = self.w_addr.q.val().get_bits::<COUNT_ADDR_BITS>(0);
+        self.shown.write_data.next = self.sum.val();
+        self.shown.write_enable.next = self.w_en.q.val() & self.w_flush.q.val();
+        // Read stage: even ticks visit counter k in the current bank, odd ticks flush k's
+        // residue into the old bank (once per gate end); the gate's last tick does neither.
+        self.slot.d.next = self.slot.q.val() + 1;
+        self.k.next = self.slot.q.val().get_bits::<COUNT_ADDR_BITS>(1);
+        self.ra.next = bit_cast::<5, COUNT_ADDR_BITS>(self.k.val()).replace_bit(4, self.bank.q.val());
+        if self.slot.q.val().get_bit(0) {
+            self.ra.next = bit_cast::<5, COUNT_ADDR_BITS>(self.k.val()).replace_bit(4, !self.bank.q.val());
+        }
+        self.sums.read_clock.next = self.clock.val();
+        self.sums.read_address.next = self.ra.val();
+        self.w_addr.d.next = self.ra.val();
+        self.w_en.d.next = false;
+        self.w_add.d.next = 0.into();
+        self.w_fresh.d.next = false;
+        self.w_flush.d.next = false;
+        self.fresh_n.next = self.fresh.q.val();
+        self.flush_n.next = self.flush.q.val();
+        // Singles (slot i) and groups (slot g + 8): the same logic, written once per range.
+        for i in 0..N {
+            self.pre_s[i].clock.next = self.clock.val();
+            self.old_s[i].clock.next = self.clock.val();
+            self.old_s[i].d.next = self.old_s[i].q.val();
+            self.pre_s[i].d.next = self.pre_s[i].q.val();
+            if self.ev.val().get_bit(i) {
+                self.pre_s[i].d.next = self.pre_s[i].q.val() + 1;
+            }
+            if self.gate_end.q.val() {
+                self.old_s[i].d.next = self.pre_s[i].q.val();
+                if self.ev.val().get_bit(i) {
+                    self.old_s[i].d.next = self.pre_s[i].q.val() + 1;
+                }
+                self.pre_s[i].d.next = 0.into();
+            } else if self.k.val().index() == i {
+                if !self.slot.q.val().get_bit(0) {
+                    self.w_en.d.next = true;
+                    self.w_add.d.next = self.pre_s[i].q.val();
+                    self.w_fresh.d.next = self.fresh.q.val().get_bit(i);
+                    self.fresh_n.next = self.fresh_n.val().replace_bit(i, false);
+                    self.pre_s[i].d.next = 0.into();
+                    if self.ev.val().get_bit(i) {
+                        self.pre_s[i].d.next = 1.into();
+                    }
+                } else if self.flush.q.val().get_bit(i) {
+                    self.w_en.d.next = true;
+                    self.w_add.d.next = self.old_s[i].q.val();
+                    self.w_flush.d.next = true;
+                    self.flush_n.next = self.flush_n.val().replace_bit(i, false);
+                }
+            }
+        }
+        for g in 0..GROUPS {
+            self.pre_g[g].clock.next = self.clock.val();
+            self.old_g[g].clock.next = self.clock.val();
+            self.old_g[g].d.next = self.old_g[g].q.val();
+            self.pre_g[g].d.next = self.pre_g[g].q.val();
+            if self.ev.val().get_bit(g + 8) {
+                self.pre_g[g].d.next = self.pre_g[g].q.val() + 1;
+            }
+            if self.gate_end.q.val() {
+                self.old_g[g].d.next = self.pre_g[g].q.val();
+                if self.ev.val().get_bit(g + 8) {
+                    self.old_g[g].d.next = self.pre_g[g].q.val() + 1;
+                }
+                self.pre_g[g].d.next = 0.into();
+            } else if self.k.val().index() == g + 8 {
+                if !self.slot.q.val().get_bit(0) {
+                    self.w_en.d.next = true;
+                    self.w_add.d.next = self.pre_g[g].q.val();
+                    self.w_fresh.d.next = self.fresh.q.val().get_bit(g + 8);
+                    self.fresh_n.next = self.fresh_n.val().replace_bit(g + 8, false);
+                    self.pre_g[g].d.next = 0.into();
+                    if self.ev.val().get_bit(g + 8) {
+                        self.pre_g[g].d.next = 1.into();
+                    }
+                } else if self.flush.q.val().get_bit(g + 8) {
+                    self.w_en.d.next = true;
+                    self.w_add.d.next = self.old_g[g].q.val();
+                    self.w_flush.d.next = true;
+                    self.flush_n.next = self.flush_n.val().replace_bit(g + 8, false);
+                }
+            }
+        }
+        self.fresh.d.next = self.fresh_n.val();
+        self.flush.d.next = self.flush_n.val();
         if self.gate_end.q.val() {
-            self.seq.d.next = self.seq.q.val() + 1;
+            self.fresh.d.next = self.ones.val();
+            self.flush.d.next = self.ones.val();
+            self.bank.d.next = !self.bank.q.val();
+            self.done.d.next = self.latency.val();
+        } else {
+            if self.done.q.val() != 0 {
+                self.done.d.next = self.done.q.val() - 1;
+            }
+            if self.done.q.val() == 1 {
+                self.seq.d.next = self.seq.q.val() + 1;
+            }
         }
         self.gate_seq.next = self.seq.q.val();
+        self.shown.read_clock.next = self.clock.val();
+        self.shown.read_address.next = self.rd_addr.val();
+        self.rd_data.next = self.shown.read_data.val();
     }
 }
 
@@ -238,13 +411,26 @@ pub struct CoincidenceModel {
     near: u8,
     coinc_r: u8,
     dh2: u8,
-    singles: [u32; 8],
-    counts: [u32; GROUPS],
-    singles_l: [u32; 8],
-    counts_l: [u32; GROUPS],
     gate_left: u32,
     gate_end: bool,
     seq: u16,
+    slot: u8,
+    pre: [u8; SLOTS],
+    old: [u8; SLOTS],
+    fresh: u16,
+    flush: u16,
+    bank: bool,
+    w_en: bool,
+    w_addr: u8,
+    w_add: u8,
+    w_fresh: bool,
+    w_flush: bool,
+    done: u8,
+    sums: [u32; 2 * SLOTS],
+    sums_rd: u32,
+    shown: [u32; SLOTS],
+    rd_data: u32,
+    ideal: GateCounts,
 }
 
 /// What the coincidence counter shows in one tick.
@@ -254,10 +440,35 @@ pub struct CoincidenceOutputs {
     pub coinc: u8,
     /// Gates completed.
     pub gate_seq: u16,
-    /// Singles of the last complete gate.
-    pub singles: [u32; 8],
-    /// Coincidences of the last complete gate.
-    pub counts: [u32; GROUPS],
+    /// The count word addressed in the previous tick.
+    pub rd_data: u32,
+}
+
+/// The counts each gate must have, from the counted events alone: the specification that
+/// [`CoincidenceModel`]'s prescaler and block-RAM scheme is checked against.
+#[derive(Clone, Debug, Default)]
+pub struct GateCounts {
+    running: [u32; SLOTS],
+    completed: std::collections::VecDeque<[u32; SLOTS]>,
+    announced: Option<[u32; SLOTS]>,
+}
+
+impl GateCounts {
+    /// Counts one tick's events (`ev`, bit = count-RAM word); `last` = last tick of a gate.
+    fn tick(&mut self, ev: u16, last: bool) {
+        for (i, r) in self.running.iter_mut().enumerate() {
+            *r = r.wrapping_add(u32::from((ev >> i) & 1));
+        }
+        if last {
+            self.completed.push_back(self.running);
+            self.running = [0; SLOTS];
+        }
+    }
+
+    /// The oldest completed gate's counts become the announced ones.
+    fn announce(&mut self) {
+        self.announced = self.completed.pop_front();
+    }
 }
 
 impl CoincidenceModel {
@@ -273,23 +484,50 @@ impl CoincidenceModel {
             near: 0,
             coinc_r: 0,
             dh2: 0,
-            singles: [0; 8],
-            counts: [0; GROUPS],
-            singles_l: [0; 8],
-            counts_l: [0; GROUPS],
             gate_left: 0,
             gate_end: false,
             seq: 0,
+            slot: 0,
+            pre: [0; SLOTS],
+            old: [0; SLOTS],
+            fresh: u16::MAX,
+            flush: 0,
+            bank: false,
+            w_en: false,
+            w_addr: 0,
+            w_add: 0,
+            w_fresh: false,
+            w_flush: false,
+            done: 0,
+            sums: [0; 2 * SLOTS],
+            sums_rd: 0,
+            shown: [0; SLOTS],
+            rd_data: 0,
+            ideal: GateCounts::default(),
         }
     }
 
     /// The registered outputs during the current tick.
     pub fn outputs(&self) -> CoincidenceOutputs {
-        CoincidenceOutputs { coinc: self.coinc_r, gate_seq: self.seq, singles: self.singles_l, counts: self.counts_l }
+        CoincidenceOutputs { coinc: self.coinc_r, gate_seq: self.seq, rd_data: self.rd_data }
     }
 
-    /// One tick with channel events `hits`; returns the outputs shown during the tick.
-    pub fn step(&mut self, hits: u8, cfg: &CoincidenceConfig) -> CoincidenceOutputs {
+    /// The counts of the last complete gate (word [`single_index`] / [`group_index`]), as
+    /// the host reads them.
+    pub fn counts(&self) -> [u32; SLOTS] {
+        self.shown
+    }
+
+    /// The counts the last announced gate must have by definition (events of its ticks), or
+    /// `None` before the first announcement. Equal to [`Self::counts`] whenever the model is
+    /// right; the first gate after power-on or a gate change is incomplete, as in hardware.
+    pub fn expected_counts(&self) -> Option<[u32; SLOTS]> {
+        self.ideal.announced
+    }
+
+    /// One tick with channel events `hits` and count-RAM read address `rd_addr`; returns the
+    /// outputs shown during the tick.
+    pub fn step(&mut self, hits: u8, rd_addr: u8, cfg: &CoincidenceConfig) -> CoincidenceOutputs {
         let out = self.outputs();
         let n = self.channels;
         // history[k] = hits of k ticks ago (k = 0 is this tick).
@@ -324,26 +562,78 @@ impl CoincidenceModel {
                 }
             }
         }
-        // Counters use the values before this tick's register update.
-        let mut singles = self.singles;
-        let mut counts = self.counts;
+        // Counted events of this tick, by count-RAM word.
+        let mut ev = 0u16;
         for c in 0..n {
-            singles[c] = singles[c].wrapping_add(((self.dh2 >> c) & 1) as u32);
+            ev |= u16::from((self.dh2 >> c) & 1) << single_index(c);
         }
         for g in 0..GROUPS {
-            counts[g] = counts[g].wrapping_add(((self.coinc_r >> g) & 1) as u32);
+            ev |= u16::from((self.coinc_r >> g) & 1) << group_index(g);
+        }
+        self.ideal.tick(ev, self.gate_end);
+        // Block RAMs: registered reads see the contents before this tick's write.
+        let sum = if self.w_fresh { 0 } else { self.sums_rd }.wrapping_add(u32::from(self.w_add));
+        let k = usize::from((self.slot >> 1) & 0xF);
+        let odd = self.slot & 1 != 0;
+        let ra = k | (usize::from(self.bank != odd) << 4);
+        self.sums_rd = self.sums[ra];
+        self.rd_data = self.shown[usize::from(rd_addr) & (SLOTS - 1)];
+        if self.w_en {
+            self.sums[usize::from(self.w_addr)] = sum;
+            if self.w_flush {
+                self.shown[usize::from(self.w_addr) & (SLOTS - 1)] = sum;
+            }
+        }
+        // Visits (even ticks), flushes (odd ticks) and the gate end.
+        let (mut w_en, mut w_add, mut w_fresh, mut w_flush) = (false, 0u8, false, false);
+        let (mut fresh, mut flush) = (self.fresh, self.flush);
+        for i in 0..SLOTS {
+            let e = ((ev >> i) & 1) as u8;
+            if self.gate_end {
+                self.old[i] = (self.pre[i] + e) & 0x3F;
+                self.pre[i] = 0;
+            } else if i == k && !odd {
+                w_en = true;
+                w_add = self.pre[i];
+                w_fresh = self.fresh & (1 << i) != 0;
+                fresh &= !(1 << i);
+                self.pre[i] = e;
+            } else {
+                if i == k && self.flush & (1 << i) != 0 {
+                    w_en = true;
+                    w_add = self.old[i];
+                    w_flush = true;
+                    flush &= !(1 << i);
+                }
+                self.pre[i] = (self.pre[i] + e) & 0x3F;
+            }
         }
         if self.gate_end {
-            self.singles_l = singles;
-            self.counts_l = counts;
-            singles = [0; 8];
-            counts = [0; GROUPS];
-            self.seq = self.seq.wrapping_add(1);
+            fresh = u16::MAX;
+            flush = u16::MAX;
+            self.bank = !self.bank;
+            self.done = COUNT_LATENCY as u8;
+        } else {
+            if self.done == 1 {
+                self.seq = self.seq.wrapping_add(1);
+                self.ideal.announce();
+            }
+            self.done = self.done.saturating_sub(1);
         }
+        (self.w_en, self.w_addr, self.w_add, self.w_fresh, self.w_flush) = (w_en, ra as u8, w_add, w_fresh, w_flush);
+        (self.fresh, self.flush) = (fresh, flush);
+        self.slot = (self.slot + 1) & 0x1F;
+        // Gate timer.
         self.gate_end = self.gate_left == 2;
-        self.gate_left = if self.gate_left <= 1 { cfg.gate } else { self.gate_left - 1 };
-        self.singles = singles;
-        self.counts = counts;
+        self.gate_left = if self.gate_left <= 1 {
+            if cfg.gate != 0 && cfg.gate < MIN_GATE {
+                MIN_GATE
+            } else {
+                cfg.gate
+            }
+        } else {
+            self.gate_left - 1
+        };
         self.dh2 = self.dh;
         self.coinc_r = coinc;
         self.near = near;
@@ -393,17 +683,18 @@ mod tests {
         let mut m = CoincidenceModel::new(N);
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         let mut coincs = 0;
-        for t in 0..8000 {
+        for t in 0..8000u32 {
             let hits: u8 = (0..N).map(|c| (rng.gen_bool(0.08) as u8) << c).sum();
+            let rd_addr = (t % 16) as u8;
             uut.hits.next = (hits as u64).into();
+            uut.rd_addr.next = (rd_addr as u64).into();
             uut.clock.next = Clock::from(false);
             simulate(&mut uut, 1000);
-            let want = m.step(hits, &cfg);
+            let want = m.step(hits, rd_addr, &cfg);
             let got = CoincidenceOutputs {
                 coinc: uut.coinc.val().to_u8(),
                 gate_seq: uut.gate_seq.val().to_u16(),
-                singles: std::array::from_fn(|c| if c < N { uut.singles_latched[c].val().to_u32() } else { 0 }),
-                counts: std::array::from_fn(|g| uut.coinc_latched[g].val().to_u32()),
+                rd_data: uut.rd_data.val().to_u32(),
             };
             assert_eq!(got, want, "tick {t}");
             coincs += want.coinc.count_ones();
@@ -412,6 +703,33 @@ mod tests {
         }
         assert!(coincs > 100, "{coincs} coincidences");
         assert!(m.outputs().gate_seq >= 10);
+    }
+
+    /// The prescaler/block-RAM counts equal the per-gate event counts, for busy channels
+    /// (an event nearly every tick: the prescalers' worst case), quiet ones, short gates
+    /// (below and at [`MIN_GATE`]) and gates that are not multiples of the 32-tick visit cycle.
+    #[test]
+    fn counts_equal_the_events_of_each_gate() {
+        for (gate, p, seed) in [(64u32, 0.97, 1u64), (1, 0.5, 2), (97, 0.9, 3), (1000, 0.02, 4), (65_537, 0.3, 5)] {
+            let cfg = CoincidenceConfig { window: 3, group: [0b00011, 0b11111, 0b10100, 0], gate, ..Default::default() };
+            let mut m = CoincidenceModel::new(N);
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let (mut seq, mut checked, mut nonzero) = (0u16, 0, 0);
+            for _ in 0..200_000 {
+                let hits: u8 = (0..N).map(|c| (rng.gen_bool(p) as u8) << c).sum();
+                let out = m.step(hits, 0, &cfg);
+                if out.gate_seq != seq {
+                    seq = out.gate_seq;
+                    let want = m.expected_counts().expect("a gate was announced");
+                    assert_eq!(m.counts(), want, "gate {gate}, p {p}: gate {seq}");
+                    checked += 1;
+                    nonzero += usize::from(want[group_index(1)] > 0);
+                }
+            }
+            let gate_ticks = gate.max(MIN_GATE) as usize;
+            assert!(checked + 2 >= 200_000 / gate_ticks, "gate {gate}: only {checked} gates");
+            assert!(p < 0.1 || nonzero > 0, "gate {gate}: no 5-fold coincidences counted");
+        }
     }
 
     #[test]
@@ -429,7 +747,7 @@ mod tests {
                 if t % 50 == 10 + lag {
                     hits |= 2;
                 }
-                n += m.step(hits, cfg).coinc.count_ones();
+                n += m.step(hits, 0, cfg).coinc.count_ones();
             }
             n
         };

@@ -59,7 +59,7 @@ use rust_hdl::prelude::*;
 use crate::basis_rng::BasisRng;
 use crate::channel::{ChannelFrontEnd, DEAD_TIME_BITS};
 use crate::coinc_filter::{CoincFilter, FILTER_DELAY_BITS, FILTER_GROUPS, FILTER_LATENCY, FILTER_WINDOW_BITS};
-use crate::coincidence::{Coincidence, COUNT_BITS, DELAY_BITS, GROUPS, WINDOW_BITS};
+use crate::coincidence::{group_index, single_index, Coincidence, COUNT_ADDR_BITS, COUNT_BITS, DELAY_BITS, GROUPS, WINDOW_BITS};
 use crate::entry_fifo::EntryFifo;
 use crate::histogram::{Histogram, HIST_BIN_BITS, HIST_COUNT_BITS, HIST_OFFSET_BITS};
 use crate::regmap::{self, Access, Register};
@@ -82,6 +82,9 @@ const _: () = assert!(regmap::FILTER_LATENCY.reset as u64 == COINC_ONLY_SHIFT);
 const _: () = assert!(regmap::HIST_ADDR.width as usize == HIST_BIN_BITS);
 const _: () = assert!(regmap::HIST_OFFSET.width as usize == HIST_OFFSET_BITS);
 const _: () = assert!(regmap::COINC_DELAY.width as usize == DELAY_BITS);
+// The counter's count RAM is read with the low address bits of COINC_SINGLES / COINC_COUNT.
+const _: () = assert!(regmap::COINC_SINGLES.addr as usize % 16 == single_index(0));
+const _: () = assert!(regmap::COINC_COUNT.addr as usize == regmap::COINC_SINGLES.addr as usize - single_index(0) + group_index(0));
 const _: () = assert!(regmap::COINC_WINDOW.width as usize == WINDOW_BITS);
 const _: () = assert!(regmap::FILTER_DELAY.width as usize == FILTER_DELAY_BITS);
 const _: () = assert!(regmap::FILTER_WINDOW.width as usize == FILTER_WINDOW_BITS);
@@ -583,6 +586,7 @@ impl Logic for Core {
         self.wmask.address.next = self.bus_addr.val();
         self.shadow.read_clock.next = self.clock.val();
         self.shadow.read_address.next = self.bus_addr.val();
+        self.coinc.rd_addr.next = self.bus_addr.val().get_bits::<COUNT_ADDR_BITS>(0);
         self.s_id.d.next = self.bus_addr.val() == self.k_id.val();
         self.s_version.d.next = self.bus_addr.val() == self.k_version.val();
         self.s_hash.d.next = self.bus_addr.val() == self.k_hash.val();
@@ -756,12 +760,12 @@ impl Logic for Core {
         }
         for i in 0..CORE_CHANNELS {
             if self.s_singles[i].q.val() {
-                self.ro.next = self.ro.val() | self.coinc.singles_latched[i].val();
+                self.ro.next = self.ro.val() | self.coinc.rd_data.val();
             }
         }
         for g in 0..GROUPS {
             if self.s_count[g].q.val() {
-                self.ro.next = self.ro.val() | self.coinc.coinc_latched[g].val();
+                self.ro.next = self.ro.val() | self.coinc.rd_data.val();
             }
         }
         if self.s_hist_addr.q.val() {

@@ -262,7 +262,7 @@ pub const COINC_GATE: Register = reg(
     0x2D,
     32,
     Access::Rw,
-    "Counting gate, in ticks (counts are latched at its end); 0 = off. A new value applies at the end of the gate in progress (at once when it was 0), so the first gate after power-on or a change is incomplete",
+    "Counting gate, in ticks (1..63 count as 64); 0 = off. The counts of a gate are readable, and COINC_GATE_SEQ increments, 34 ticks after its end. A new value applies at the end of the gate in progress (at once when it was 0), so the first gate after power-on or a change is incomplete",
 );
 /// Completed gates.
 pub const COINC_GATE_SEQ: Register =

@@ -254,8 +254,8 @@ pub struct VerilatedCoincidence {
     group: Vec<*mut u8>,
     gate: *mut u32,
     coinc: *mut u8,
-    singles: Vec<*mut u32>,
-    counts: Vec<*mut u32>,
+    rd_addr: *mut u8,
+    rd_data: *mut u32,
     gate_seq: *mut u16,
 }
 
@@ -280,8 +280,8 @@ impl VerilatedCoincidence {
             group: (0..GROUPS).map(|g| m.port(&format!("group${g}"))).collect(),
             gate: m.port("gate"),
             coinc: m.port("coinc"),
-            singles: (0..TAGGER_CHANNELS).map(|c| m.port(&format!("singles_latched${c}"))).collect(),
-            counts: (0..GROUPS).map(|g| m.port(&format!("coinc_latched${g}"))).collect(),
+            rd_addr: m.port("rd_addr"),
+            rd_data: m.port("rd_data"),
             gate_seq: m.port("gate_seq"),
             m,
         }
@@ -299,16 +299,12 @@ impl VerilatedCoincidence {
         put(self.gate, cfg.gate);
     }
 
-    /// One tick with channel events `hits`; returns the outputs shown during the tick.
-    pub fn step(&mut self, hits: u8) -> CoincidenceOutputs {
+    /// One tick with channel events `hits` and count-RAM read address `rd_addr`; returns the
+    /// outputs shown during the tick.
+    pub fn step(&mut self, hits: u8, rd_addr: u8) -> CoincidenceOutputs {
         put(self.hits, hits & CH_MASK);
-        let mut out = CoincidenceOutputs { coinc: get(self.coinc), gate_seq: get(self.gate_seq), singles: [0; 8], counts: [0; GROUPS] };
-        for (o, p) in out.singles.iter_mut().zip(&self.singles) {
-            *o = get(*p);
-        }
-        for (o, p) in out.counts.iter_mut().zip(&self.counts) {
-            *o = get(*p);
-        }
+        put(self.rd_addr, rd_addr & 0xF);
+        let out = CoincidenceOutputs { coinc: get(self.coinc), gate_seq: get(self.gate_seq), rd_data: get(self.rd_data) };
         put(self.clock, 1);
         self.m.eval();
         put(self.clock, 0);
