@@ -387,7 +387,7 @@ fn tag_station(name: &str, edges: &[Edge], end_tick: u64, rtl_ticks: u64) -> Res
 /// The outcome of the two stations.
 enum Distilled {
     /// Both stations finished with the same key.
-    Key { alice: StationOutput, bob: StationOutput },
+    Key { alice: Box<StationOutput>, bob: Box<StationOutput> },
     /// The protocol aborted (QBER above threshold, no key left by the finite-key bound).
     Aborted(String),
 }
@@ -417,7 +417,7 @@ fn distill(config: &StationConfig, alice: StationInput, bob: StationInput) -> Re
             if alice.key != bob.key {
                 bail!("Alice's and Bob's keys differ");
             }
-            Ok(Distilled::Key { alice, bob })
+            Ok(Distilled::Key { alice: Box::new(alice), bob: Box::new(bob) })
         }
         (Err(fa), Err(fb)) => {
             // The station that decided names the reason; the other saw `PeerAborted`.
@@ -493,7 +493,7 @@ fn finish(out: &Path, config: &StationConfig, finite_key: &str, result: Distille
                 out.display(),
                 alice.key.len() / 8
             );
-            report.station = Some(bob.report);
+            report.station = Some(bob.report.clone());
         }
     }
     Ok(())
@@ -536,7 +536,8 @@ fn plot(path: &Path, what: &str, bins: &[ElevationBin]) -> Result<()> {
         .y_label_area_size(70)
         .build_cartesian_2d(xmin..xmax, (ymin..ymax).log_scale())?;
     chart.configure_mesh().x_desc("elevation (degrees)").y_desc("rate (1/s)").draw()?;
-    let series: [(&str, RGBColor, fn(&ElevationBin) -> f64); 3] = [
+    type Series<'a> = (&'a str, RGBColor, fn(&ElevationBin) -> f64);
+    let series: [Series; 3] = [
         (what, BLUE, |b| b.detections_per_s),
         ("sifted bits", GREEN, |b| b.sifted_per_s),
         ("secret key bits", RED, |b| b.secret_bits_per_s),
