@@ -192,7 +192,12 @@ fn diff_histogram(a: &[i64], b: &[i64], pred: &dyn Fn(i64) -> f64, lo: i64, hi: 
         while j0 < b.len() && b[j0] < from - 2 * (hi - lo) {
             j0 += 1;
         }
-        let mut j = j0 + b[j0..].partition_point(|&x| x < from);
+        // A short forward scan: b[j0..] starts within 2·(hi − lo) ticks of `from` (a binary
+        // search over the whole tail costs a cache miss per level on long streams).
+        let mut j = j0;
+        while j < b.len() && b[j] < from {
+            j += 1;
+        }
         while j < b.len() {
             let d = (b[j] - t) as f64 - p;
             if d >= hi_f {
