@@ -122,7 +122,7 @@ fn decoy_bb84_short_pass_gives_identical_keys() {
     let dir = tmp_dir("bb84");
     // 20 s: a finite key of ~180 000 bits, far above the 20 000–72 000 MAC key bits a Cascade
     // run spends (its round trips vary), so the key left after the refill is never empty.
-    let (r, text) = demo(&dir, &bb84(0.0, 0.01), &["--duration", "20"]);
+    let (r, text) = demo(&dir, &bb84(0.0, 0.01), &["--duration", "20", "--method", "cascade"]);
     assert_eq!(r["protocol"], "decoy-bb84");
     assert!(r["abort"].is_null(), "aborted: {text}");
     check_keys(&dir, &r);
@@ -231,7 +231,7 @@ fn secret_key_rate_falls_as_loss_rises() {
     let mut last: Option<(u64, u64, u64)> = None;
     for (i, loss) in [0.0, 1.5, 3.0].into_iter().enumerate() {
         let dir = tmp_dir(&format!("loss{i}"));
-        let (r, text) = demo(&dir, &bb84(loss, 0.01), &["--duration", "10"]);
+        let (r, text) = demo(&dir, &bb84(loss, 0.01), &["--duration", "10", "--method", "cascade"]);
         let det = u(&r, "/detections/0");
         let (sifted, pa) = match r["station"].is_null() {
             true => (0, 0),
@@ -256,7 +256,7 @@ fn secret_key_vanishes_above_the_qber_threshold() {
     // 15 % misalignment: the test-basis QBER is well above 11 %; the protocol aborts and the
     // demo names the QBER and the threshold, and writes no key.
     let dir = tmp_dir("qber");
-    let (r, text) = demo(&dir, &bb84(0.0, 0.15), &["--duration", "3"]);
+    let (r, text) = demo(&dir, &bb84(0.0, 0.15), &["--duration", "3", "--method", "cascade"]);
     let abort = r["abort"].as_str().unwrap_or_else(|| panic!("no abort: {text}"));
     assert!(abort.contains("QBER too high") && abort.contains("abort threshold 11.000%"), "{abort}");
     let sim = f(&r, "/simulated_qber");
