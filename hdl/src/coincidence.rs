@@ -127,7 +127,9 @@ pub struct Coincidence<const N: usize> {
     sum: Signal<Local, Bits<COUNT_BITS>>,
     fresh_n: Signal<Local, Bits<SLOTS>>,
     flush_n: Signal<Local, Bits<SLOTS>>,
+    gate_eff: Signal<Local, Bits<COUNT_BITS>>,
     min_gate: Constant<Bits<COUNT_BITS>>,
+    gate_hi: Constant<Bits<COUNT_BITS>>,
     latency: Constant<Bits<6>>,
     ones: Constant<Bits<SLOTS>>,
 }
@@ -186,7 +188,9 @@ impl<const N: usize> Default for Coincidence<N> {
             sum: Default::default(),
             fresh_n: Default::default(),
             flush_n: Default::default(),
+            gate_eff: Default::default(),
             min_gate: Constant::new((MIN_GATE as u64).to_bits()),
+            gate_hi: Constant::new((!(2 * MIN_GATE as u64 - 1) & 0xFFFF_FFFF).to_bits()),
             latency: Constant::new((COUNT_LATENCY as u64).to_bits()),
             ones: Constant::new(((1u64 << SLOTS) - 1).to_bits()),
         }
@@ -246,12 +250,14 @@ impl<const N: usize> Logic for Coincidence<N> {
         self.coinc.next = self.coinc_r.q.val();
         self.dh2.d.next = self.dh.q.val();
         // Gate timer: `gate_end` is high in the last tick of a gate.
+        // A gate of 1..=63 ticks counts as 64: written as bit operations (bits 31..7 are zero
+        // then anyway), so that only bits 6..0 need logic.
+        self.gate_eff.next = self.gate.val();
+        if (self.gate.val().get_bits::<26>(6) == 0) & (self.gate.val().get_bits::<6>(0) != 0) {
+            self.gate_eff.next = (self.gate.val() & self.gate_hi.val()) | self.min_gate.val();
+        }
         if self.gate_left.q.val() <= 1 {
-            if (self.gate.val() != 0) & (self.gate.val() < self.min_gate.val()) {
-                self.gate_left.d.next = self.min_gate.val();
-            } else {
-                self.gate_left.d.next = self.gate.val();
-            }
+            self.gate_left.d.next = self.gate_eff.val();
         } else {
             self.gate_left.d.next = self.gate_left.q.val() - 1;
         }
@@ -677,13 +683,16 @@ mod tests {
             group: [0b00011, 0b00101, 0b10110, 0b01111],
             gate: 700,
         };
+        // The second half runs gates of 40 ticks, which count as MIN_GATE.
+        let short = CoincidenceConfig { gate: 40, ..cfg };
         let mut uut = Coincidence::<N>::default();
         uut.connect_all();
-        set(&mut uut, &cfg);
         let mut m = CoincidenceModel::new(N);
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         let mut coincs = 0;
         for t in 0..8000u32 {
+            let cfg = if t < 4000 { cfg } else { short };
+            set(&mut uut, &cfg);
             let hits: u8 = (0..N).map(|c| (rng.gen_bool(0.08) as u8) << c).sum();
             let rd_addr = (t % 16) as u8;
             uut.hits.next = (hits as u64).into();
@@ -702,7 +711,7 @@ mod tests {
             simulate(&mut uut, 1000);
         }
         assert!(coincs > 100, "{coincs} coincidences");
-        assert!(m.outputs().gate_seq >= 10);
+        assert!(m.outputs().gate_seq >= 60, "{} gates", m.outputs().gate_seq);
     }
 
     /// The prescaler/block-RAM counts equal the per-gate event counts, for busy channels

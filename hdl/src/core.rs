@@ -159,8 +159,7 @@ pub struct Core {
     s_tag_level: DFF<Bit>,
     s_tag_data: DFF<Bit>,
     s_gate_seq: DFF<Bit>,
-    s_singles: [DFF<Bit>; CORE_CHANNELS],
-    s_count: [DFF<Bit>; GROUPS],
+    s_counts: DFF<Bit>,
     s_hist_addr: DFF<Bit>,
     s_hist_data: DFF<Bit>,
     s_hist_ovf: DFF<Bit>,
@@ -402,8 +401,7 @@ impl Core {
             s_tag_level: Default::default(),
             s_tag_data: Default::default(),
             s_gate_seq: Default::default(),
-            s_singles: Default::default(),
-            s_count: Default::default(),
+            s_counts: Default::default(),
             s_hist_addr: Default::default(),
             s_hist_data: Default::default(),
             s_hist_ovf: Default::default(),
@@ -539,7 +537,7 @@ impl Logic for Core {
     fn update(&mut self) {
         dff_setup!(
             self, clock, a1, wd1, we1, re1, s_id, s_version, s_hash, s_build, s_flat, s_status, s_bad, s_skip,
-            s_tag_level, s_tag_data, s_gate_seq, s_hist_addr, s_hist_data, s_hist_ovf, s_rng_level, s_rng_data,
+            s_tag_level, s_tag_data, s_gate_seq, s_counts, s_hist_addr, s_hist_data, s_hist_ovf, s_rng_level, s_rng_data,
             s_rng_missed, s_wo, ack, rdata, rempty, rvalid, ctrl, uart_div_r, chan_enable, chan_falling,
             coinc_window, coinc_gate, hist_config, hist_offset, hist_addr, ts_config, ts_pair_delay, rng_config,
             rng_thr_z, rng_thr_class, rng_cutoff, rng_slot_div, rng_raw_div, filter_window, filter_pass,
@@ -547,8 +545,6 @@ impl Logic for Core {
             raw_valid, raw_bit, raw_on, rf_occ, rf_room, rf_pend, rf_out, rf_valid, rf_level
         );
         for i in 0..CORE_CHANNELS {
-            self.s_singles[i].clock.next = self.clock.val();
-            self.s_singles[i].d.next = self.s_singles[i].q.val();
             self.dead_time[i].clock.next = self.clock.val();
             self.dead_time[i].d.next = self.dead_time[i].q.val();
             self.coinc_delay[i].clock.next = self.clock.val();
@@ -559,8 +555,6 @@ impl Logic for Core {
             self.filter_delay[i].d.next = self.filter_delay[i].q.val();
         }
         for g in 0..GROUPS {
-            self.s_count[g].clock.next = self.clock.val();
-            self.s_count[g].d.next = self.s_count[g].q.val();
             self.coinc_group[g].clock.next = self.clock.val();
             self.coinc_group[g].d.next = self.coinc_group[g].q.val();
         }
@@ -598,11 +592,17 @@ impl Logic for Core {
         self.s_tag_level.d.next = self.bus_addr.val() == self.k_tag_level.val();
         self.s_tag_data.d.next = self.bus_addr.val() == self.k_tag_data.val();
         self.s_gate_seq.d.next = self.bus_addr.val() == self.k_gate_seq.val();
+        // One select for the nine count words: the counter's RAM port serves them all.
+        self.s_counts.d.next = false;
         for i in 0..CORE_CHANNELS {
-            self.s_singles[i].d.next = self.bus_addr.val() == self.k_singles[i].val();
+            if self.bus_addr.val() == self.k_singles[i].val() {
+                self.s_counts.d.next = true;
+            }
         }
         for g in 0..GROUPS {
-            self.s_count[g].d.next = self.bus_addr.val() == self.k_count[g].val();
+            if self.bus_addr.val() == self.k_count[g].val() {
+                self.s_counts.d.next = true;
+            }
         }
         self.s_hist_addr.d.next = self.bus_addr.val() == self.k_hist_addr.val();
         self.s_hist_data.d.next = self.bus_addr.val() == self.k_hist_data.val();
@@ -758,15 +758,8 @@ impl Logic for Core {
         if self.s_gate_seq.q.val() {
             self.ro.next = self.ro.val() | bit_cast::<32, 16>(self.coinc.gate_seq.val());
         }
-        for i in 0..CORE_CHANNELS {
-            if self.s_singles[i].q.val() {
-                self.ro.next = self.ro.val() | self.coinc.rd_data.val();
-            }
-        }
-        for g in 0..GROUPS {
-            if self.s_count[g].q.val() {
-                self.ro.next = self.ro.val() | self.coinc.rd_data.val();
-            }
+        if self.s_counts.q.val() {
+            self.ro.next = self.ro.val() | self.coinc.rd_data.val();
         }
         if self.s_hist_addr.q.val() {
             self.ro.next = self.ro.val() | bit_cast::<32, HIST_BIN_BITS>(self.hist_addr.q.val());
@@ -799,15 +792,7 @@ impl Logic for Core {
             | self.s_tag_level.q.val()
             | self.s_tag_data.q.val()
             | self.s_gate_seq.q.val()
-            | self.s_singles[0].q.val()
-            | self.s_singles[1].q.val()
-            | self.s_singles[2].q.val()
-            | self.s_singles[3].q.val()
-            | self.s_singles[4].q.val()
-            | self.s_count[0].q.val()
-            | self.s_count[1].q.val()
-            | self.s_count[2].q.val()
-            | self.s_count[3].q.val()
+            | self.s_counts.q.val()
             | self.s_hist_data.q.val()
             | self.s_hist_ovf.q.val()
             | self.s_rng_level.q.val()

@@ -13,6 +13,8 @@ fn coincidence_counter_bit_exact_over_a_million_ticks() {
         CoincidenceConfig { delay: [0, 3, 17, 0, 63, 0, 0, 0], window: 4, group: [0b00011, 0b00101, 0b10110, 0b01111], gate: 10_007 },
         CoincidenceConfig { delay: [5, 0, 0, 9, 1, 0, 0, 0], window: 0, group: [0b11111, 0b00011, 0, 0b11000], gate: 3_001 },
         CoincidenceConfig { delay: [0; 8], window: 200, group: [0b00001, 0b10001, 0b00110, 0b01100], gate: 65_536 },
+        // Below the minimum gate: counts as 64 ticks.
+        CoincidenceConfig { delay: [2, 0, 1, 0, 0, 0, 0, 0], window: 1, group: [0b00011, 0b00111, 0b01000, 0b10001], gate: 37 },
     ];
     let stim = generate(&StimulusParams { pulse_prob: 0.04, max_width: 1, burst_prob: 0.003, ..Default::default() }, 1_050_000, 8);
     let mut v = VerilatedCoincidence::new();
@@ -21,7 +23,7 @@ fn coincidence_counter_bit_exact_over_a_million_ticks() {
     let mut prev = 0u8;
     let (mut seq, mut gates) = (0u16, 0u32);
     for (t, &s) in stim.iter().enumerate() {
-        let cfg = &cfgs[t / 350_000];
+        let cfg = &cfgs[t / 262_500];
         v.set_config(cfg);
         // Channel events: rising edges of the stimulus pins.
         let pins = s & 0x1f;
