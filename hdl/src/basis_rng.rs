@@ -31,7 +31,8 @@
 //! * **Record** (32 bits, [`crate::rng_model::RngRecord`]): `[31:30]` class, `[29]` basis,
 //!   `[28]` value, `[27:0]` slot number mod 2^28 (every `slot` strobe since power-on counts).
 //!
-//! All configuration inputs pass a register first. Cycle model:
+//! The configuration inputs are used as they are (in the core they come straight from the
+//! register bank). Cycle model:
 //! [`crate::rng_model::BasisRngModel`].
 
 use rust_hdl::prelude::*;
@@ -106,9 +107,6 @@ pub struct BasisRng {
     pool_lo: DFF<Bits<80>>,
     pool_hi: DFF<Bits<80>>,
     fresh: DFF<Bits<8>>,
-    thr_z_r: DFF<Bits<16>>,
-    thr_c0_r: DFF<Bits<16>>,
-    thr_c1_r: DFF<Bits<16>>,
     slot_cnt: DFF<Bits<SLOT_BITS>>,
     missed_r: DFF<Bits<MISSED_BITS>>,
     cv: DFF<Bit>,
@@ -167,9 +165,6 @@ impl Default for BasisRng {
             pool_lo: Default::default(),
             pool_hi: Default::default(),
             fresh: Default::default(),
-            thr_z_r: Default::default(),
-            thr_c0_r: Default::default(),
-            thr_c1_r: Default::default(),
             slot_cnt: Default::default(),
             missed_r: Default::default(),
             cv: Default::default(),
@@ -197,7 +192,7 @@ impl Logic for BasisRng {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self, clock, pool_lo, pool_hi, fresh, thr_z_r, thr_c0_r, thr_c1_r, slot_cnt, missed_r, cv,
+            self, clock, pool_lo, pool_hi, fresh, slot_cnt, missed_r, cv,
             basis_r, value_r, inten_r, rv, rd
         );
         self.trng.clock.next = self.clock.val();
@@ -240,16 +235,13 @@ impl Logic for BasisRng {
             & (!self.rv.q.val() | self.rec_ready.val());
         self.trng.advance.next = self.ok.val();
         // The draw.
-        self.thr_z_r.d.next = self.thr_z.val();
-        self.thr_c0_r.d.next = self.thr_c0.val();
-        self.thr_c1_r.d.next = self.thr_c1.val();
         self.r1.next = self.trng.ks.val().get_bits::<16>(0);
         self.vsel.next = self.trng.ks.val().get_bit(16);
         self.r2.next = self.trng.ks.val().get_bits::<16>(17);
-        self.bsel.next = self.r1.val() >= self.thr_z_r.q.val();
-        if self.r2.val() < self.thr_c0_r.q.val() {
+        self.bsel.next = self.r1.val() >= self.thr_z.val();
+        if self.r2.val() < self.thr_c0.val() {
             self.csel.next = 0.into();
-        } else if self.r2.val() < self.thr_c1_r.q.val() {
+        } else if self.r2.val() < self.thr_c1.val() {
             self.csel.next = 1.into();
         } else {
             self.csel.next = 2.into();

@@ -11,7 +11,8 @@ pub use crate::tagger_model::DEAD_TIME_BITS;
 /// the previous level for edge detection. `fire` is high for the one tick in which an edge of
 /// the selected polarity is accepted: the channel is enabled and not dead. After a fire the
 /// channel ignores edges for `dead_time` ticks. See [`crate::tagger_model`] for the exact
-/// cycle behaviour. All settings pass a register first.
+/// cycle behaviour. The settings are used as they are, without a register of their own: in
+/// the core they come straight from the register bank (one flip-flop per bit, not two).
 #[derive(LogicBlock, Default)]
 pub struct ChannelFrontEnd {
     /// Tagger clock.
@@ -28,38 +29,31 @@ pub struct ChannelFrontEnd {
     pub fire: Signal<Out, Bit>,
     sync: BitSynchronizer,
     prev: DFF<Bit>,
-    // Dead-time counter with a sign bit: loaded with `dead_time - 1` on a fire, counted down
-    // while non-negative; the channel is busy while the sign bit is clear. No comparator sits
-    // in the fire path, only the counter's carry chain.
-    dead: DFF<Bits<17>>,
-    dead_time_m1: DFF<Bits<17>>,
-    // Registered configuration: the settings come from far away (registers, pins).
-    enable_r: DFF<Bit>,
-    falling_r: DFF<Bit>,
+    // Dead-time counter, loaded with `dead_time` on a fire and counted down while `busy`;
+    // `busy` is registered (`dead != 0` of the next tick), so no comparator sits in the fire
+    // path.
+    dead: DFF<Bits<DEAD_TIME_BITS>>,
+    busy: DFF<Bit>,
     edge_seen: Signal<Local, Bit>,
-    busy: Signal<Local, Bit>,
 }
 
 impl Logic for ChannelFrontEnd {
     #[hdl_gen]
     fn update(&mut self) {
-        dff_setup!(self, clock, prev, dead, dead_time_m1, enable_r, falling_r);
-        self.enable_r.d.next = self.enable.val();
-        self.falling_r.d.next = self.falling.val();
+        dff_setup!(self, clock, prev, dead, busy);
         clock!(self, clock, sync);
         self.sync.sig_in.next = self.pin.val();
         self.prev.d.next = self.sync.sig_out.val();
-        self.edge_seen.next = (self.sync.sig_out.val() & !self.prev.q.val() & !self.falling_r.q.val())
-            | (!self.sync.sig_out.val() & self.prev.q.val() & self.falling_r.q.val());
-        self.dead_time_m1.d.next = bit_cast::<17, DEAD_TIME_BITS>(self.dead_time.val()) - 1;
-        // Bit 16 is the sign bit (DEAD_TIME_BITS == 16, checked below).
-        self.busy.next = !self.dead.q.val().get_bit(16);
+        self.edge_seen.next = (self.sync.sig_out.val() & !self.prev.q.val() & !self.falling.val())
+            | (!self.sync.sig_out.val() & self.prev.q.val() & self.falling.val());
         self.fire.next = false;
-        if self.edge_seen.val() & self.enable_r.q.val() & !self.busy.val() {
+        if self.edge_seen.val() & self.enable.val() & !self.busy.q.val() {
             self.fire.next = true;
-            self.dead.d.next = self.dead_time_m1.q.val();
-        } else if self.busy.val() {
+            self.dead.d.next = self.dead_time.val();
+            self.busy.d.next = self.dead_time.val().any();
+        } else if self.busy.q.val() {
             self.dead.d.next = self.dead.q.val() - 1;
+            self.busy.d.next = self.dead.q.val() != 1;
         }
     }
 }
@@ -115,4 +109,3 @@ mod tests {
     }
 }
 
-const _: () = assert!(DEAD_TIME_BITS == 16, "the dead-time counter's sign bit is bit 16");

@@ -14,9 +14,10 @@
 //!
 //! A failure latches (`rct_failed` / `apt_failed`, `failed`), stops the tests and the output
 //! until a `clear` tick. Samples that pass go out one tick later on `out_bit`/`out_valid`; the
-//! sample on which a test fails is not passed. The cutoff ports pass a register first; a
-//! cutoff of 0 (and the power-on state, before the host writes one) selects the default
-//! (H = 1, α = 2^-20: 21 and 589).
+//! sample on which a test fails is not passed. The cutoff ports are used as they are (in the
+//! core they come straight from the register bank, so no second register is spent on them);
+//! a cutoff of 0 (the power-on value of the register, before the host writes one) selects the
+//! default (H = 1, α = 2^-20: 21 and 589).
 //! Cycle model: [`crate::rng_model::HealthModel`].
 
 use rust_hdl::prelude::*;
@@ -50,8 +51,6 @@ pub struct HealthTests {
     pub apt_failed: Signal<Out, Bit>,
     /// The start-up test has passed.
     pub started: Signal<Out, Bit>,
-    rct_cut: DFF<Bits<RCT_CUTOFF_BITS>>,
-    apt_cut: DFF<Bits<APT_CUTOFF_BITS>>,
     rct_last: DFF<Bit>,
     rct_cnt: DFF<Bits<8>>,
     apt_ref: DFF<Bit>,
@@ -87,8 +86,6 @@ impl Default for HealthTests {
             rct_failed: Default::default(),
             apt_failed: Default::default(),
             started: Default::default(),
-            rct_cut: Default::default(),
-            apt_cut: Default::default(),
             rct_last: Default::default(),
             rct_cnt: Default::default(),
             apt_ref: Default::default(),
@@ -115,11 +112,9 @@ impl Logic for HealthTests {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self, clock, rct_cut, apt_cut, rct_last, rct_cnt, apt_ref, apt_cnt, apt_idx, rct_fail,
+            self, clock, rct_last, rct_cnt, apt_ref, apt_cnt, apt_idx, rct_fail,
             apt_fail, start_ok, obit, ovalid
         );
-        self.rct_cut.d.next = self.rct_cutoff.val();
-        self.apt_cut.d.next = self.apt_cutoff.val();
         self.obit.d.next = self.raw_bit.val();
         self.ovalid.d.next = false;
         // Repetition count: the run length including this sample.
@@ -129,12 +124,12 @@ impl Logic for HealthTests {
             self.rct_new.next = 1.into();
         }
         // A cutoff of 0 (also the power-on value of the registers) selects the default.
-        self.rct_eff.next = self.rct_cut.q.val();
-        if !self.rct_cut.q.val().any() {
+        self.rct_eff.next = self.rct_cutoff.val();
+        if !self.rct_cutoff.val().any() {
             self.rct_eff.next = self.rct_default.val();
         }
-        self.apt_eff.next = self.apt_cut.q.val();
-        if !self.apt_cut.q.val().any() {
+        self.apt_eff.next = self.apt_cutoff.val();
+        if !self.apt_cutoff.val().any() {
             self.apt_eff.next = self.apt_default.val();
         }
         self.rct_now.next = self.rct_new.val() >= bit_cast::<9, RCT_CUTOFF_BITS>(self.rct_eff.val());
@@ -210,7 +205,7 @@ mod tests {
     fn run_model(src: &mut dyn FnMut() -> bool, n: usize, rct: u32, apt: u32) -> (bool, bool, bool, usize) {
         let mut m = HealthModel::default();
         let cfg = HealthIn { rct_cutoff: rct, apt_cutoff: apt, ..Default::default() };
-        m.tick(&cfg); // load the cutoff registers
+        m.tick(&cfg); // one idle tick
         for t in 0..n {
             m.tick(&HealthIn { raw_bit: src(), raw_valid: true, ..cfg });
             let o = m.outputs();

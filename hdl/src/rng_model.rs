@@ -380,14 +380,12 @@ pub struct HealthOut {
 
 /// Cycle-accurate model of [`crate::health::HealthTests`].
 ///
-/// Cutoff ports pass a register first (their value one tick earlier is used). A `clear` tick
+/// The cutoff ports are used in the tick they are presented (no register). A `clear` tick
 /// resets the tests (the sample in that tick is dropped). Otherwise a valid sample while not
 /// failed runs both tests; `out_valid` rises in the next tick if the start-up window had
 /// already passed and neither test failed on this sample.
 #[derive(Clone, Debug, Default)]
 pub struct HealthModel {
-    rct_cut: u32,
-    apt_cut: u32,
     rct_last: bool,
     rct_cnt: u32,
     apt_ref: bool,
@@ -418,10 +416,9 @@ impl HealthModel {
         let failed = self.rct_fail || self.apt_fail;
         let started_old = self.started;
         // A cutoff of 0 (the power-on value) selects the default.
-        let rct_cut = if self.rct_cut == 0 { RCT_CUTOFF_DEFAULT } else { self.rct_cut };
-        let apt_cut = if self.apt_cut == 0 { APT_CUTOFF_DEFAULT } else { self.apt_cut };
-        self.rct_cut = i.rct_cutoff & ((1 << RCT_CUTOFF_BITS) - 1);
-        self.apt_cut = i.apt_cutoff & ((1 << APT_CUTOFF_BITS) - 1);
+        let (rct_in, apt_in) = (i.rct_cutoff & ((1 << RCT_CUTOFF_BITS) - 1), i.apt_cutoff & ((1 << APT_CUTOFF_BITS) - 1));
+        let rct_cut = if rct_in == 0 { RCT_CUTOFF_DEFAULT } else { rct_in };
+        let apt_cut = if apt_in == 0 { APT_CUTOFF_DEFAULT } else { apt_in };
         self.obit = i.raw_bit;
         self.ovalid = false;
         if i.clear {
@@ -602,9 +599,6 @@ pub struct BasisRngModel {
     pool: u128,
     pool_hi: u128,
     fresh: u32,
-    thr_z: u16,
-    thr_c0: u16,
-    thr_c1: u16,
     slot_cnt: u32,
     missed: u32,
     choice_valid: bool,
@@ -627,9 +621,6 @@ impl Default for BasisRngModel {
             pool: 0,
             pool_hi: 0,
             fresh: 0,
-            thr_z: 0,
-            thr_c0: 0,
-            thr_c1: 0,
             slot_cnt: 0,
             missed: 0,
             choice_valid: false,
@@ -732,10 +723,7 @@ impl BasisRngModel {
             self.pool_hi = ((hi << 1) | (lo >> 79)) & M80;
         }
         // Choice.
-        let (thr_z, thr_c0, thr_c1) = (self.thr_z, self.thr_c0, self.thr_c1);
-        self.thr_z = i.thr_z;
-        self.thr_c0 = i.thr_c0;
-        self.thr_c1 = i.thr_c1;
+        let (thr_z, thr_c0, thr_c1) = (i.thr_z, i.thr_c0, i.thr_c1);
         self.choice_valid = ok;
         if self.rec_valid && i.rec_ready {
             self.rec_valid = false;

@@ -14,7 +14,7 @@
 //! * `edge = falling ? (!s2 & s3) : (s2 & !s3)`;
 //! * `fire = edge & enable & !busy`; on `fire` the dead-time counter loads `dead_time` and the
 //!   channel is busy for that many ticks. Edges while busy are ignored (not lost: the channel
-//!   is dead, as a detector is). Every setting passes one register first;
+//!   is dead, as a detector is). The settings are used as they are (no register of their own);
 //! * the fire mask is registered with the time of its tick (stage 1), again with partial
 //!   popcounts (stage 1b), and again with its popcount and an epoch-boundary flag (stage 2). A pin edge sampled at tick `t` is tagged
 //!   with time `t + 2` ticks ([`PIN_TO_TAG_LATENCY`]).
@@ -232,17 +232,10 @@ impl Formatter {
 /// Per-channel front-end state.
 #[derive(Clone, Copy, Debug, Default)]
 struct ChannelState {
-    /// Registered dead-time setting, in ticks.
-    dead_time: u16,
-    /// Registered `dead_time == 0`.
-    dead_time_zero: bool,
     /// Dead-time counter, in ticks.
     dead: u16,
     /// Registered "the channel is dead" (`dead != 0`).
     dead_busy: bool,
-    /// Registered enable and falling-edge settings.
-    enable: bool,
-    falling: bool,
 }
 
 /// Cycle-accurate model of the time tagger with `channels` inputs.
@@ -318,8 +311,8 @@ impl TaggerModel {
         }
     }
 
-    /// Changes the configuration. Every setting passes a register first, as in the gateware,
-    /// so it applies to edges from the next tick on.
+    /// Changes the configuration. The front ends use the settings as they are, as in the
+    /// gateware, so they apply to the edges of this tick on.
     pub fn set_config(&mut self, cfg: TaggerConfig) {
         self.cfg = cfg;
     }
@@ -370,19 +363,16 @@ impl TaggerModel {
         let mut fire = 0u8;
         for c in 0..self.channels {
             let ch = &mut self.ch[c];
-            let edge = if ch.falling { fall } else { rise } & (1 << c) != 0;
-            if edge && ch.enable && !ch.dead_busy {
+            let (enable, falling) = (self.cfg.enable & (1 << c) != 0, self.cfg.falling & (1 << c) != 0);
+            let edge = if falling { fall } else { rise } & (1 << c) != 0;
+            if edge && enable && !ch.dead_busy {
                 fire |= 1 << c;
-                ch.dead = ch.dead_time;
-                ch.dead_busy = !ch.dead_time_zero;
+                ch.dead = self.cfg.dead_time[c];
+                ch.dead_busy = self.cfg.dead_time[c] != 0;
             } else if ch.dead_busy {
                 ch.dead_busy = ch.dead != 1;
                 ch.dead = ch.dead.wrapping_sub(1);
             }
-            ch.dead_time = self.cfg.dead_time[c];
-            ch.dead_time_zero = self.cfg.dead_time[c] == 0;
-            ch.enable = self.cfg.enable & (1 << c) != 0;
-            ch.falling = self.cfg.falling & (1 << c) != 0;
         }
         self.hit1 = fire;
         self.fired += fire.count_ones() as u64;
