@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  raw_bit/raw_valid ─► HealthTests ─► 160-bit pool (rotate-XOR) ─┐ (XOR at reseed if mix_enable)
-//!  key, iv (host) ────────────────────────────────────────────────┴─► Trivium<36> ─► ks[35:0]
+//!  seed_data (host key, IV: 10 × 16 bits) ────────────────────────┴─► Trivium<36> ─► ks[35:0]
 //!  slot ─► ks[15:0] ≥ thr_z → basis;  ks[16] → value;  ks[32:17] vs thr_c0/thr_c1 → class
 //!       ─► basis/value/intensity/choice_valid (next tick) and a 32-bit record (valid/ready)
 //! ```
@@ -18,7 +18,12 @@
 //!   80 bits are XORed into the host key and the high 80 bits into the host IV. They are *not*
 //!   XORed into the output: the raw source is far slower than one 33-bit choice per tick and
 //!   may be biased or correlated (the health tests only catch gross failures), whereas the
-//!   keystream of a key the adversary does not know is uniform either way. With mixing, the
+//!   keystream of a key the adversary does not know is uniform either way. Key and IV come
+//!   in after the `reseed` tick as ten 16-bit chunks on `seed_data`/`seed_valid`
+//!   ([`crate::rng_model::seed_chunks`]: key bits `[15:0]` first, then the IV); every chunk
+//!   tick XORs the pool's low 16 bits into the chunk (with `mix_enable`) and rotates the pool
+//!   right by 16, so ten chunks take pool bits `[15:0]`…`[159:144]` and leave the pool as it
+//!   was. A raw bit that passes the health tests in a chunk tick is dropped. With mixing, the
 //!   key is unknown to anyone who does not also see the raw source, the host included; the
 //!   host key keeps the output unpredictable if the raw source is weak. `pool_ready` says that
 //!   ≥ 160 checked bits entered the pool since the last reseed; the host should wait for it
@@ -58,12 +63,12 @@ pub struct BasisRng {
     pub apt_cutoff: Signal<In, Bits<APT_CUTOFF_BITS>>,
     /// Clears a latched health failure (and restarts the start-up test).
     pub health_clear: Signal<In, Bit>,
-    /// Host key (`K1` = bit 79).
-    pub key: Signal<In, Bits<80>>,
-    /// Host IV (`IV1` = bit 79).
-    pub iv: Signal<In, Bits<80>>,
-    /// Reseed strobe: load key and IV (XOR the pool if `mix_enable`), warm up.
+    /// Reseed strobe: start a load of key and IV (XOR the pool if `mix_enable`), then warm up.
     pub reseed: Signal<In, Bit>,
+    /// `seed_data` holds the next 16 bits of the host key, then IV (ten ticks after a reseed).
+    pub seed_valid: Signal<In, Bit>,
+    /// Host key and IV, 16 bits per `seed_valid` tick ([`crate::rng_model::seed_chunks`]).
+    pub seed_data: Signal<In, Bits<16>>,
     /// Mix the entropy pool into key and IV at reseed.
     pub mix_enable: Signal<In, Bit>,
     /// `P(basis = Z) · 65536`.
@@ -125,6 +130,8 @@ pub struct BasisRng {
     lo_sh: Signal<Local, Bits<80>>,
     hi_sh: Signal<Local, Bits<80>>,
     one: Constant<Bits<8>>,
+    sh16: Constant<Bits<8>>,
+    sh64: Constant<Bits<8>>,
     pool_full: Constant<Bits<8>>,
 }
 
@@ -138,9 +145,9 @@ impl Default for BasisRng {
             rct_cutoff: Default::default(),
             apt_cutoff: Default::default(),
             health_clear: Default::default(),
-            key: Default::default(),
-            iv: Default::default(),
             reseed: Default::default(),
+            seed_valid: Default::default(),
+            seed_data: Default::default(),
             mix_enable: Default::default(),
             thr_z: Default::default(),
             thr_c0: Default::default(),
@@ -183,8 +190,17 @@ impl Default for BasisRng {
             lo_sh: Default::default(),
             hi_sh: Default::default(),
             one: Constant::new(1u64.to_bits()),
+            sh16: Constant::new(16u64.to_bits()),
+            sh64: Constant::new(64u64.to_bits()),
             pool_full: Constant::new((POOL_BITS as u64).to_bits()),
         }
+    }
+}
+
+impl BasisRng {
+    /// The keystream word the generator shows now (for tests of the key/IV path).
+    pub fn keystream(&self) -> Bits<RNG_KS_BITS> {
+        self.trng.ks.val()
     }
 }
 
@@ -206,7 +222,13 @@ impl Logic for BasisRng {
         // Entropy pool: rotate left by one across 160 bits, XOR the checked bit into bit 0.
         self.lo_sh.next = self.pool_lo.q.val() << self.one.val();
         self.hi_sh.next = self.pool_hi.q.val() << self.one.val();
-        if self.health.out_valid.val() {
+        // A chunk tick of a reseed rotates it right by 16 instead (the raw bit is dropped).
+        if self.seed_valid.val() {
+            self.pool_lo.d.next = (self.pool_lo.q.val() >> self.sh16.val())
+                | (bit_cast::<80, 16>(self.pool_hi.q.val().get_bits::<16>(0)) << self.sh64.val());
+            self.pool_hi.d.next = (self.pool_hi.q.val() >> self.sh16.val())
+                | (bit_cast::<80, 16>(self.pool_lo.q.val().get_bits::<16>(0)) << self.sh64.val());
+        } else if self.health.out_valid.val() {
             self.pool_lo.d.next = self
                 .lo_sh
                 .val()
@@ -215,17 +237,16 @@ impl Logic for BasisRng {
         }
         if self.reseed.val() {
             self.fresh.d.next = 0.into();
-        } else if self.health.out_valid.val() & (self.fresh.q.val() != self.pool_full.val()) {
+        } else if self.health.out_valid.val() & !self.seed_valid.val() & (self.fresh.q.val() != self.pool_full.val()) {
             self.fresh.d.next = self.fresh.q.val() + 1;
         }
-        // Keystream generator, reseeded from the host key/IV and the pool.
+        // Keystream generator, reseeded from the host key/IV chunks and the pool.
         self.trng.reseed.next = self.reseed.val();
+        self.trng.load.next = self.seed_valid.val();
         if self.mix_enable.val() {
-            self.trng.key.next = self.key.val() ^ self.pool_lo.q.val();
-            self.trng.iv.next = self.iv.val() ^ self.pool_hi.q.val();
+            self.trng.load_data.next = self.seed_data.val() ^ self.pool_lo.q.val().get_bits::<16>(0);
         } else {
-            self.trng.key.next = self.key.val();
-            self.trng.iv.next = self.iv.val();
+            self.trng.load_data.next = self.seed_data.val();
         }
         // A slot gets a choice when the keystream is ready, the source healthy and the
         // record port free (empty or read in this tick).
@@ -289,7 +310,7 @@ impl Logic for BasisRng {
 mod tests {
     use super::*;
     use crate::rng_model::{
-        apt_cutoff, prob_threshold, rct_cutoff, rng_stats, BasisRngIn, BasisRngModel, BasisRngOut, RngRecord,
+        apt_cutoff, prob_threshold, rct_cutoff, rng_stats, seed_chunks, BasisRngIn, BasisRngModel, BasisRngOut, RngRecord,
         RngStats,
     };
     use rand::{Rng, SeedableRng};
@@ -299,14 +320,6 @@ mod tests {
         let mut uut = BasisRng::default();
         uut.connect_all();
         yosys_validate("basis_rng", &generate_verilog(&uut)).unwrap();
-    }
-
-    fn to_bits<const N: usize>(x: u128) -> Bits<N> {
-        let mut b = Bits::<N>::default();
-        for i in 0..N {
-            b = b.replace_bit(i, (x >> i) & 1 == 1);
-        }
-        b
     }
 
     fn outputs(uut: &BasisRng) -> BasisRngOut {
@@ -337,7 +350,9 @@ mod tests {
         uut.connect_all();
         let mut model = BasisRngModel::default();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
-        let mut inp = BasisRngIn { key: 0x1234_5678_9abc_def0_1357, iv: 0x0246_8ace_1357_9bdf_aaaa, ..Default::default() };
+        let (mut key, mut iv): (u128, u128) = (0x1234_5678_9abc_def0_1357, 0x0246_8ace_1357_9bdf_aaaa);
+        let mut chunks: Vec<u16> = Vec::new();
+        let mut inp = BasisRngIn::default();
         let (mut choices, mut mixed_reseeds, mut failures, mut missed_seen) = (0, 0, 0, false);
         for t in 0..7000usize {
             inp.raw_valid = rng.gen_bool(0.5);
@@ -347,9 +362,15 @@ mod tests {
             inp.reseed = t == 3 || t == 4400 || (t > 200 && rng.gen_ratio(1, 900));
             inp.mix_enable = t > 2500;
             if inp.reseed && rng.gen_bool(0.5) {
-                inp.key = rng.gen::<u128>() & ((1 << 80) - 1);
-                inp.iv = rng.gen::<u128>() & ((1 << 80) - 1);
+                key = rng.gen::<u128>() & ((1 << 80) - 1);
+                iv = rng.gen::<u128>() & ((1 << 80) - 1);
             }
+            // Key and IV chunks after a reseed, with gaps now and then.
+            if inp.reseed {
+                chunks = seed_chunks(key, iv).into_iter().rev().collect();
+            }
+            inp.seed_valid = !inp.reseed && !chunks.is_empty() && rng.gen_ratio(7, 8);
+            inp.seed_data = if inp.seed_valid { chunks.pop().unwrap() } else { rng.gen() };
             if t % 1000 == 0 {
                 inp.thr_z = rng.gen();
                 let (a, b): (u16, u16) = (rng.gen(), rng.gen());
@@ -363,8 +384,8 @@ mod tests {
             uut.rct_cutoff.next = (inp.rct_cutoff as u64).into();
             uut.apt_cutoff.next = (inp.apt_cutoff as u64).into();
             uut.health_clear.next = inp.health_clear;
-            uut.key.next = to_bits(inp.key);
-            uut.iv.next = to_bits(inp.iv);
+            uut.seed_valid.next = inp.seed_valid;
+            uut.seed_data.next = (inp.seed_data as u64).into();
             uut.reseed.next = inp.reseed;
             uut.mix_enable.next = inp.mix_enable;
             uut.thr_z.next = (inp.thr_z as u64).into();
@@ -396,8 +417,6 @@ mod tests {
         let mut inp = BasisRngIn {
             rct_cutoff: rct_cutoff(1.0, 40),
             apt_cutoff: apt_cutoff(1.0, 40),
-            key: 0x0bad_5eed_c0ff_ee00_1234,
-            iv: 0x0000_0000_0000_0000_0001,
             mix_enable: true,
             thr_z: thr.0,
             thr_c0: thr.1,
@@ -413,6 +432,9 @@ mod tests {
         inp.reseed = true;
         m.tick(&inp);
         inp.reseed = false;
+        for d in seed_chunks(0x0bad_5eed_c0ff_ee00_1234, 1) {
+            m.tick(&BasisRngIn { seed_valid: true, seed_data: d, ..inp });
+        }
         inp.slot = true;
         let mut out = Vec::with_capacity(n);
         while out.len() < n {

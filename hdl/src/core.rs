@@ -18,6 +18,9 @@
 //! write, pops a FIFO register and registers the read data; so no combinational path runs from
 //! the bus inputs to the bus outputs, and the read multiplexer is one registered AND-OR level.
 //! One access at a time: the next strobe may come in the tick of `bus_ack` or later.
+//! Two accesses wait longer: a `TAG_DATA` read that finds the tagger's output register
+//! refilling, and a write of `RNG_CMD` with `RESEED` set, acknowledged in tick
+//! `t + RESEED_BUS_LATENCY` (13) after the key/IV load (below).
 //!
 //! # Register semantics
 //! * **rw**: a write keeps the defined bits ([`crate::regmap::Register::element_mask`]); a
@@ -42,6 +45,10 @@
 //! * The tagger takes events only while `CTRL.ACQUIRE`: `fire`, or while `CTRL.COINC_ONLY`
 //!   the filter's `kept` mask, which is late by `FILTER_LATENCY + FILTER_DELAY[c]` ticks
 //!   ([`COINC_ONLY_SHIFT`] + delay). The filter uses the coincidence groups `COINC_GROUP`.
+//! * `RNG_KEY`/`RNG_IV` live only in the shadow RAM: a `RESEED` strobes the generator, then
+//!   streams key and IV into it as ten 16-bit chunks read from the shadow RAM, one per tick,
+//!   while the `RNG_CMD` write waits for its ack (so the read port is free). The warm-up
+//!   starts after the last chunk.
 //! * The RNG draws one choice per slot (every `RNG_SLOT_DIV` ticks), samples the entropy pin
 //!   every `RNG_RAW_DIV` ticks, and writes its records into a 256-entry block-RAM FIFO; a
 //!   slot whose record finds the FIFO full is missed (counted in `RNG_MISSED`).
@@ -73,6 +80,9 @@ pub const CORE_CHANNELS: usize = regmap::CHANNELS;
 pub const RNG_FIFO_ADDR_BITS: usize = 8;
 /// Ticks from a strobe to its `bus_ack`.
 pub const BUS_LATENCY: u64 = 2;
+/// Ticks from the strobe of an `RNG_CMD` write with `RESEED` to its `bus_ack`: the key/IV load
+/// (ten shadow-RAM reads) runs in between.
+pub const RESEED_BUS_LATENCY: u64 = BUS_LATENCY + 11;
 /// In coincidence-only mode an event of channel `c` is tagged `COINC_ONLY_SHIFT +
 /// FILTER_DELAY[c]` ticks late (the filter's latency and the register in front of it).
 pub const COINC_ONLY_SHIFT: u64 = FILTER_LATENCY + 1;
@@ -188,8 +198,6 @@ pub struct Core {
     ts_threshold: [Cfg<THRESHOLD_BITS>; CORE_CHANNELS],
     ts_config: Cfg<11>,
     ts_pair_delay: Cfg<PAIR_DELAY_BITS>,
-    rng_key: [Cfg<32>; 3],
-    rng_iv: [Cfg<32>; 3],
     rng_config: Cfg<1>,
     rng_thr_z: Cfg<16>,
     rng_thr_class: Cfg<32>,
@@ -221,6 +229,16 @@ pub struct Core {
     rf_out: DFF<Bits<32>>,
     rf_valid: DFF<Bit>,
     rf_level: DFF<Bits<9>>,
+    // RNG key/IV load: after a RESEED, ten reads of the shadow RAM (RNG_KEY[0] low half,
+    // high half, RNG_KEY[1] …, RNG_IV[2] low half), one per tick, while the RNG_CMD write
+    // waits for its ack (so no other access needs the RAM's read port).
+    ld_on: DFF<Bit>,
+    ld_cnt: DFF<Bits<4>>,
+    ld_v: DFF<Bit>,
+    ld_hi: DFF<Bit>,
+    ld_start: Signal<Local, Bit>,
+    ld_fin: Signal<Local, Bit>,
+    ld_addr: Signal<Local, Bits<8>>,
     // Combinational helpers.
     fire: Signal<Local, Bits<CORE_CHANNELS>>,
     status: Signal<Local, Bits<10>>,
@@ -282,8 +300,7 @@ pub struct Core {
     v_hash: Constant<Bits<32>>,
     v_build: Constant<Bits<32>>,
     v_flat: Constant<Bits<32>>,
-    sh32: Constant<Bits<7>>,
-    sh64: Constant<Bits<7>>,
+    k_ld_last: Constant<Bits<4>>,
     lost_kind: Constant<Bits<2>>,
     rf_room_limit: Constant<Bits<9>>,
 }
@@ -428,8 +445,6 @@ impl Core {
             ts_threshold: cfgs(&TS_THRESHOLD),
             ts_config: cfg(&TS_CONFIG, 0),
             ts_pair_delay: cfg(&TS_PAIR_DELAY, 0),
-            rng_key: cfgs(&RNG_KEY),
-            rng_iv: cfgs(&RNG_IV),
             rng_config: cfg(&RNG_CONFIG, 0),
             rng_thr_z: cfg(&RNG_THR_Z, 0),
             rng_thr_class: cfg(&RNG_THR_CLASS, 0),
@@ -458,6 +473,13 @@ impl Core {
             rf_out: Default::default(),
             rf_valid: Default::default(),
             rf_level: Default::default(),
+            ld_on: Default::default(),
+            ld_cnt: Default::default(),
+            ld_v: Default::default(),
+            ld_hi: Default::default(),
+            ld_start: Default::default(),
+            ld_fin: Default::default(),
+            ld_addr: Default::default(),
             fire: Default::default(),
             status: Default::default(),
             ro: Default::default(),
@@ -516,8 +538,7 @@ impl Core {
             v_hash: word(REGMAP_HASH),
             v_build: word(build_word(board_code, clock_hz)),
             v_flat: word(FILTER_LATENCY.reset),
-            sh32: Constant::new(32u64.to_bits()),
-            sh64: Constant::new(64u64.to_bits()),
+            k_ld_last: Constant::new(9u64.to_bits()),
             lost_kind: Constant::new((crate::tagfmt::KIND_LOST as u64).to_bits()),
             // The writer may be one record behind the registered room flag: keep 2 spare.
             rf_room_limit: Constant::new(((1u64 << RNG_FIFO_ADDR_BITS) - 3).to_bits()),
@@ -542,7 +563,8 @@ impl Logic for Core {
             coinc_window, coinc_gate, hist_config, hist_offset, hist_addr, ts_config, ts_pair_delay, rng_config,
             rng_thr_z, rng_thr_class, rng_cutoff, rng_slot_div, rng_raw_div, filter_window, filter_pass,
             hist_clear, rng_reseed, rng_hclear, fire_r, lost, acq_prev, slot_cnt, slot, slot_on, raw_cnt,
-            raw_valid, raw_bit, raw_on, rf_occ, rf_room, rf_pend, rf_out, rf_valid, rf_level
+            raw_valid, raw_bit, raw_on, rf_occ, rf_room, rf_pend, rf_out, rf_valid, rf_level, ld_on, ld_cnt,
+            ld_v, ld_hi
         );
         for i in 0..CORE_CHANNELS {
             self.dead_time[i].clock.next = self.clock.val();
@@ -557,12 +579,6 @@ impl Logic for Core {
         for g in 0..GROUPS {
             self.coinc_group[g].clock.next = self.clock.val();
             self.coinc_group[g].d.next = self.coinc_group[g].q.val();
-        }
-        for i in 0..3 {
-            self.rng_key[i].clock.next = self.clock.val();
-            self.rng_key[i].d.next = self.rng_key[i].q.val();
-            self.rng_iv[i].clock.next = self.clock.val();
-            self.rng_iv[i].d.next = self.rng_iv[i].q.val();
         }
         clock!(self, clock, tsig, pipe, filter, coinc, hist, rng, rng_fifo, ent_sync, pll_sync);
 
@@ -579,7 +595,28 @@ impl Logic for Core {
         self.wmask.clock.next = self.clock.val();
         self.wmask.address.next = self.bus_addr.val();
         self.shadow.read_clock.next = self.clock.val();
-        self.shadow.read_address.next = self.bus_addr.val();
+        // The key/IV load owns the read port while it runs (the RNG_CMD write waits).
+        self.ld_addr.next = self.k_rng_iv[2].val();
+        if self.ld_cnt.q.val() < 9 {
+            self.ld_addr.next = self.k_rng_iv[1].val();
+        }
+        if self.ld_cnt.q.val() < 7 {
+            self.ld_addr.next = self.k_rng_iv[0].val();
+        }
+        if self.ld_cnt.q.val() < 5 {
+            self.ld_addr.next = self.k_rng_key[2].val();
+        }
+        if self.ld_cnt.q.val() < 4 {
+            self.ld_addr.next = self.k_rng_key[1].val();
+        }
+        if self.ld_cnt.q.val() < 2 {
+            self.ld_addr.next = self.k_rng_key[0].val();
+        }
+        if self.ld_on.q.val() {
+            self.shadow.read_address.next = self.ld_addr.val();
+        } else {
+            self.shadow.read_address.next = self.bus_addr.val();
+        }
         self.coinc.rd_addr.next = self.bus_addr.val().get_bits::<COUNT_ADDR_BITS>(0);
         self.s_id.d.next = self.bus_addr.val() == self.k_id.val();
         self.s_version.d.next = self.bus_addr.val() == self.k_version.val();
@@ -621,6 +658,7 @@ impl Logic for Core {
         self.hist_clear.d.next = false;
         self.rng_reseed.d.next = false;
         self.rng_hclear.d.next = false;
+        self.ld_start.next = false;
         if self.we1.q.val() {
             if self.a1.q.val() == self.k_ctrl.val() {
                 self.ctrl.d.next = bit_cast::<4, 32>(self.wd1.q.val());
@@ -674,16 +712,9 @@ impl Logic for Core {
             if self.a1.q.val() == self.k_ts_pair_delay.val() {
                 self.ts_pair_delay.d.next = bit_cast::<PAIR_DELAY_BITS, 32>(self.wd1.q.val());
             }
-            for i in 0..3 {
-                if self.a1.q.val() == self.k_rng_key[i].val() {
-                    self.rng_key[i].d.next = self.wd1.q.val();
-                }
-                if self.a1.q.val() == self.k_rng_iv[i].val() {
-                    self.rng_iv[i].d.next = self.wd1.q.val();
-                }
-            }
             if self.a1.q.val() == self.k_rng_cmd.val() {
                 self.rng_reseed.d.next = self.wd1.q.val().get_bit(0);
+                self.ld_start.next = self.wd1.q.val().get_bit(0);
                 self.rng_hclear.d.next = self.wd1.q.val().get_bit(1);
             }
             if self.a1.q.val() == self.k_rng_config.val() {
@@ -779,8 +810,27 @@ impl Logic for Core {
         if self.s_rng_missed.q.val() {
             self.ro.next = self.ro.val() | bit_cast::<32, 16>(self.rng.missed.val());
         }
-        self.ack.d.next = (self.re1.q.val() | self.we1.q.val()) & !self.hold.val();
-        self.rvalid.d.next = self.wmask.data.val().get_bit(0)
+        // The key/IV load: chunk k is read in tick k of `ld_on` and presented in the next.
+        self.ld_v.d.next = self.ld_on.q.val();
+        self.ld_hi.d.next = (self.ld_cnt.q.val() == 1)
+            | (self.ld_cnt.q.val() == 3)
+            | (self.ld_cnt.q.val() == 6)
+            | (self.ld_cnt.q.val() == 8);
+        if self.ld_on.q.val() {
+            self.ld_cnt.d.next = self.ld_cnt.q.val() + 1;
+            if self.ld_cnt.q.val() == self.k_ld_last.val() {
+                self.ld_on.d.next = false;
+            }
+        }
+        if self.ld_start.val() {
+            self.ld_on.d.next = true;
+            self.ld_cnt.d.next = 0.into();
+        }
+        // The RNG_CMD write that started a load is acknowledged after its last chunk.
+        self.ld_fin.next = self.ld_v.q.val() & !self.ld_on.q.val();
+        self.ack.d.next = ((self.re1.q.val() | self.we1.q.val()) & !self.hold.val() & !self.ld_start.val()) | self.ld_fin.val();
+        self.rvalid.d.next = self.ld_fin.val()
+            | self.wmask.data.val().get_bit(0)
             | self.s_id.q.val()
             | self.s_version.q.val()
             | self.s_hash.q.val()
@@ -913,12 +963,13 @@ impl Logic for Core {
         self.rng.rct_cutoff.next = self.rng_cutoff.q.val().get_bits::<8>(0);
         self.rng.apt_cutoff.next = self.rng_cutoff.q.val().get_bits::<11>(16);
         self.rng.health_clear.next = self.rng_hclear.q.val();
-        self.rng.key.next = bit_cast::<80, 32>(self.rng_key[0].q.val())
-            | (bit_cast::<80, 32>(self.rng_key[1].q.val()) << self.sh32.val())
-            | (bit_cast::<80, 16>(self.rng_key[2].q.val().get_bits::<16>(0)) << self.sh64.val());
-        self.rng.iv.next = bit_cast::<80, 32>(self.rng_iv[0].q.val())
-            | (bit_cast::<80, 32>(self.rng_iv[1].q.val()) << self.sh32.val())
-            | (bit_cast::<80, 16>(self.rng_iv[2].q.val().get_bits::<16>(0)) << self.sh64.val());
+        // Key and IV: ten 16-bit chunks from the shadow RAM after a reseed (see `ld_on`).
+        self.rng.seed_valid.next = self.ld_v.q.val();
+        if self.ld_hi.q.val() {
+            self.rng.seed_data.next = self.shadow.read_data.val().get_bits::<16>(16);
+        } else {
+            self.rng.seed_data.next = self.shadow.read_data.val().get_bits::<16>(0);
+        }
         self.rng.reseed.next = self.rng_reseed.q.val();
         self.rng.mix_enable.next = self.rng_config.q.val().any();
         self.rng.thr_z.next = self.rng_thr_z.q.val();
@@ -1062,11 +1113,18 @@ mod tests {
         }
 
         /// One bus access, the address held until the ack as a master does; checks that the
-        /// ack comes `BUS_LATENCY` ticks after the strobe, or later only for a TAG_DATA read
-        /// that waits for the tagger's output register.
+        /// ack comes `BUS_LATENCY` ticks after the strobe, exactly `RESEED_BUS_LATENCY` for a
+        /// RESEED write, or later only for a TAG_DATA read that waits for the tagger's output
+        /// register.
         fn access(&mut self, addr: u8, wdata: u32, we: bool) -> Reply {
             assert!(self.step(addr, wdata, we, !we).is_none(), "ack in the strobe tick");
             assert!(self.step(addr, wdata, false, false).is_none(), "ack one tick after the strobe");
+            if we && addr == RNG_CMD.addr && wdata & 1 == 1 {
+                for k in 2..RESEED_BUS_LATENCY {
+                    assert!(self.step(addr, wdata, false, false).is_none(), "RESEED ack {k} ticks after the strobe");
+                }
+                return self.step(addr, wdata, false, false).expect("RESEED ack");
+            }
             for k in 0..64 {
                 if let Some(r) = self.step(addr, wdata, false, false) {
                     return r;
@@ -1514,17 +1572,26 @@ endmodule
         // Hardware copies: a few registers visible at the ports or inside.
         tb.wr(&UART_DIV, 0, 0xdead_0123);
         assert_eq!(tb.uut.uart_div.val().to_u32(), 0x0123);
+        // Key and IV reach the generator through the RESEED load from the shadow RAM: the
+        // first keystream word after the warm-up is that of the written key and IV (no mixing,
+        // no slots).
         tb.wr(&RNG_KEY, 0, 0x0123_4567);
         tb.wr(&RNG_KEY, 1, 0x89ab_cdef);
         tb.wr(&RNG_KEY, 2, 0xffff_5a5a);
+        tb.wr(&RNG_IV, 0, 0x7654_3210);
         tb.wr(&RNG_IV, 2, 0x0000_0001);
-        let key = tb.uut.rng.key.val();
-        let iv = tb.uut.rng.iv.val();
-        let k: u128 = (0..80).map(|b| (key.get_bit(b) as u128) << b).sum();
-        let v: u128 = (0..80).map(|b| (iv.get_bit(b) as u128) << b).sum();
-        assert_eq!(k, 0x5a5a_89ab_cdef_0123_4567);
-        assert_eq!(v, 1 << 64);
-        for (r, i, v) in [(&RNG_KEY, 0, 0), (&RNG_KEY, 1, 0), (&RNG_KEY, 2, 0), (&RNG_IV, 2, 0), (&UART_DIV, 0, 0)] {
+        // (HEALTH_CLEAR too: the stuck entropy pin failed the tests while RNG_RAW_DIV was set.)
+        tb.wr(&RNG_CMD, 0, 0b11);
+        tb.idle(1152 / crate::rng_model::RNG_KS_BITS as u64 + 2);
+        assert_ne!(tb.rd(STATUS.addr) & 1 << 2, 0, "RNG ready");
+        let mut core = crate::rng_model::TriviumCore::load(0x5a5a_89ab_cdef_0123_4567, 1 << 64 | 0x7654_3210);
+        for _ in 0..crate::rng_model::TRIVIUM_WARMUP_STEPS {
+            core.step();
+        }
+        assert_eq!(tb.uut.rng.keystream().to_u64(), core.word(crate::rng_model::RNG_KS_BITS));
+        for (r, i, v) in
+            [(&RNG_KEY, 0, 0), (&RNG_KEY, 1, 0), (&RNG_KEY, 2, 0), (&RNG_IV, 0, 0), (&RNG_IV, 2, 0), (&UART_DIV, 0, 0)]
+        {
             tb.wr(r, i, v);
         }
         // Unmapped addresses.

@@ -215,17 +215,33 @@ impl TriviumCore {
     }
 }
 
+/// Key and IV (port values, `K1` = bit 79) as the ten 16-bit chunks a load takes, in order:
+/// key bits `[15:0]`, `[31:16]`, …, `[79:64]`, then the IV's likewise.
+pub fn seed_chunks(key: u128, iv: u128) -> [u16; 10] {
+    std::array::from_fn(|k| if k < 5 { (key >> (16 * k)) as u16 } else { (iv >> (16 * (k - 5))) as u16 })
+}
+
 /// Inputs of [`crate::trivium::Trivium`] during one tick.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TriviumIn {
-    /// Key port (`K1` = bit 79).
-    pub key: u128,
-    /// IV port (`IV1` = bit 79).
-    pub iv: u128,
-    /// Load key and IV and start the warm-up.
+    /// Clear the state and start a load.
     pub reseed: bool,
+    /// `load_data` is the next chunk of a load.
+    pub load: bool,
+    /// Key, then IV, 16 bits per load tick ([`seed_chunks`]).
+    pub load_data: u16,
     /// Take the current keystream word (when `ready`).
     pub advance: bool,
+}
+
+impl TriviumIn {
+    /// The eleven ticks of a reseed with `key` and `iv`: the `reseed` tick, then the ten
+    /// `load` ticks.
+    pub fn reseed_script(key: u128, iv: u128) -> Vec<TriviumIn> {
+        let mut v = vec![TriviumIn { reseed: true, ..Default::default() }];
+        v.extend(seed_chunks(key, iv).map(|d| TriviumIn { load: true, load_data: d, ..Default::default() }));
+        v
+    }
 }
 
 /// Outputs of [`crate::trivium::Trivium`].
@@ -239,22 +255,28 @@ pub struct TriviumOut {
 
 /// Cycle-accurate model of [`crate::trivium::Trivium`] with `W` keystream bits per tick.
 ///
-/// A `reseed` tick loads the state; the next `1152 / W` ticks each advance it by `W` steps,
-/// and `ready` rises with the last of them. While `ready`, `ks` shows the next `W` keystream
-/// bits and a tick with `advance` moves on by `W` steps. `reseed` wins over everything.
+/// A `reseed` tick starts a load; the next ten `load` ticks take key and IV, 16 bits each
+/// ([`seed_chunks`]), and load the state with the tenth; the next `1152 / W` ticks each
+/// advance it by `W` steps, and `ready` rises with the last of them. While `ready`, `ks` shows
+/// the next `W` keystream bits and a tick with `advance` moves on by `W` steps. `reseed` wins
+/// over everything.
 #[derive(Clone, Debug)]
 pub struct TriviumModel<const W: usize> {
     core: TriviumCore,
     word: u64,
     warm: usize,
     ready: bool,
+    /// Chunks taken by the load in progress (`None`: no load).
+    loaded: Option<usize>,
+    key: u128,
+    iv: u128,
 }
 
 impl<const W: usize> Default for TriviumModel<W> {
     fn default() -> Self {
         assert!(W >= 1 && W <= 64 && TRIVIUM_WARMUP_STEPS % W == 0);
         // Power-on: all state 0, the keystream word of the all-zero state is 0.
-        TriviumModel { core: TriviumCore::default(), word: 0, warm: 0, ready: false }
+        TriviumModel { core: TriviumCore::default(), word: 0, warm: 0, ready: false, loaded: None, key: 0, iv: 0 }
     }
 }
 
@@ -275,11 +297,28 @@ impl<const W: usize> TriviumModel<W> {
     /// The rising edge.
     pub fn tick(&mut self, i: &TriviumIn) {
         if i.reseed {
-            let stuck = self.core.stuck;
-            self.core = TriviumCore::load(i.key, i.iv);
-            self.core.stuck = stuck;
-            self.warm = Self::WARMUP_TICKS;
+            self.loaded = Some(0);
+            self.key = 0;
+            self.iv = 0;
+            self.warm = 0;
             self.ready = false;
+        } else if let Some(k) = self.loaded {
+            if i.load {
+                let d = i.load_data as u128;
+                if k < 5 {
+                    self.key |= d << (16 * k);
+                } else {
+                    self.iv |= d << (16 * (k - 5));
+                }
+                self.loaded = Some(k + 1);
+                if k == 9 {
+                    let stuck = self.core.stuck;
+                    self.core = TriviumCore::load(self.key, self.iv);
+                    self.core.stuck = stuck;
+                    self.loaded = None;
+                    self.warm = Self::WARMUP_TICKS;
+                }
+            }
         } else if self.warm != 0 {
             for _ in 0..W {
                 self.core.step();
@@ -517,12 +556,12 @@ pub struct BasisRngIn {
     pub apt_cutoff: u32,
     /// Clear a health failure.
     pub health_clear: bool,
-    /// Host key (`K1` = bit 79).
-    pub key: u128,
-    /// Host IV.
-    pub iv: u128,
     /// Reseed strobe.
     pub reseed: bool,
+    /// `seed_data` is the next chunk of key and IV.
+    pub seed_valid: bool,
+    /// Host key, then IV, 16 bits per chunk ([`seed_chunks`]).
+    pub seed_data: u16,
     /// XOR the entropy pool into key and IV at a reseed.
     pub mix_enable: bool,
     /// P(basis = Z) · 65536.
@@ -545,9 +584,9 @@ impl Default for BasisRngIn {
             rct_cutoff: RCT_CUTOFF_DEFAULT,
             apt_cutoff: APT_CUTOFF_DEFAULT,
             health_clear: false,
-            key: 0,
-            iv: 0,
             reseed: false,
+            seed_valid: false,
+            seed_data: 0,
             mix_enable: false,
             thr_z: 0x8000,
             thr_c0: 0x8000,
@@ -699,10 +738,10 @@ impl BasisRngModel {
         let h = self.health.outputs();
         let t = self.trng.outputs();
         let ok = i.slot && t.ready && !h.failed && (!self.rec_valid || i.rec_ready);
-        // Trivium, with the pool mixed into key and IV.
-        let (mk, mi) = if i.mix_enable { (self.pool, self.pool_hi) } else { (0, 0) };
+        // Trivium, with the pool mixed into the key and IV chunks.
+        let mk = if i.mix_enable { self.pool as u16 } else { 0 };
         let ks = if ok && self.lfsr_bits != 0 { self.lfsr_word() } else { t.ks };
-        self.trng.tick(&TriviumIn { key: i.key ^ mk, iv: i.iv ^ mi, reseed: i.reseed, advance: ok });
+        self.trng.tick(&TriviumIn { reseed: i.reseed, load: i.seed_valid, load_data: i.seed_data ^ mk, advance: ok });
         self.health.tick(&HealthIn {
             raw_bit: i.raw_bit,
             raw_valid: i.raw_valid,
@@ -710,14 +749,19 @@ impl BasisRngModel {
             apt_cutoff: i.apt_cutoff,
             clear: i.health_clear,
         });
-        // Entropy pool: a 160-bit rotate-and-XOR accumulator of the checked raw bits.
+        // Entropy pool: a 160-bit rotate-and-XOR accumulator of the checked raw bits; a chunk
+        // tick rotates it right by 16 instead (and drops the raw bit).
         if i.reseed {
             self.fresh = 0;
-        } else if h.out_valid && (self.fresh as usize) < POOL_BITS {
+        } else if h.out_valid && !i.seed_valid && (self.fresh as usize) < POOL_BITS {
             self.fresh += 1;
         }
-        if h.out_valid {
-            const M80: u128 = (1 << 80) - 1;
+        const M80: u128 = (1 << 80) - 1;
+        if i.seed_valid {
+            let (lo, hi) = (self.pool, self.pool_hi);
+            self.pool = (lo >> 16) | ((hi & 0xffff) << 64);
+            self.pool_hi = (hi >> 16) | ((lo & 0xffff) << 64);
+        } else if h.out_valid {
             let (lo, hi) = (self.pool, self.pool_hi);
             self.pool = (((lo << 1) | (hi >> 79)) & M80) ^ (h.out_bit as u128);
             self.pool_hi = ((hi << 1) | (lo >> 79)) & M80;

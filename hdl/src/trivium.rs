@@ -26,10 +26,14 @@
 //! `ks` bit 0 is the earliest keystream bit).
 //!
 //! # Timing
-//! A `reseed` tick loads key and IV; the next `1152 / W` ticks run the 4 × 288 warm-up
-//! steps and `ready` rises with the last of them. While `ready`, `ks` holds the next `W`
-//! keystream bits; a tick with `advance` takes them and moves on. `reseed` wins over
-//! everything. Cycle model: [`crate::rng_model::TriviumModel`].
+//! A `reseed` tick clears the state (`c` gets its three ones) and starts a load: the next ten
+//! ticks with `load` each shift 16 bits of `load_data` in, the first five into `a` (key bits
+//! `[15:0]`, `[31:16]`, … of the 80-bit port value, [`crate::rng_model::seed_chunks`]) and
+//! the last five into `b` (the IV), so key and IV never sit in registers of their own: the
+//! core streams them from its register RAM. The tick after the tenth load, the `1152 / W`
+//! ticks of the 4 × 288 warm-up steps begin, and `ready` rises with the last of them. While
+//! `ready`, `ks` holds the next `W` keystream bits; a tick with `advance` takes them and moves
+//! on. `reseed` wins over everything. Cycle model: [`crate::rng_model::TriviumModel`].
 
 use rust_hdl::prelude::*;
 
@@ -42,12 +46,12 @@ const WARM_BITS: usize = 11;
 pub struct Trivium<const W: usize> {
     /// Clock.
     pub clock: Signal<In, Clock>,
-    /// Key, `K1` in bit 79.
-    pub key: Signal<In, Bits<80>>,
-    /// IV, `IV1` in bit 79.
-    pub iv: Signal<In, Bits<80>>,
-    /// Load key and IV and start the warm-up.
+    /// Clear the state and start a load of key and IV.
     pub reseed: Signal<In, Bit>,
+    /// During a load: `load_data` is the next 16 bits of key, then IV.
+    pub load: Signal<In, Bit>,
+    /// Key and IV, 16 bits per `load` tick: key bits `[15:0]` first (`K1` is key bit 79).
+    pub load_data: Signal<In, Bits<16>>,
     /// Take the current keystream word (ignored while not `ready`).
     pub advance: Signal<In, Bit>,
     /// Warm-up finished: `ks` is keystream.
@@ -59,6 +63,8 @@ pub struct Trivium<const W: usize> {
     c: DFF<Bits<111>>,
     warm: DFF<Bits<WARM_BITS>>,
     rdy: DFF<Bit>,
+    loading: DFF<Bit>,
+    lcnt: DFF<Bits<4>>,
     z: Signal<Local, Bits<W>>,
     t1: Signal<Local, Bits<W>>,
     t2: Signal<Local, Bits<W>>,
@@ -70,8 +76,11 @@ pub struct Trivium<const W: usize> {
     a_sh: Constant<Bits<8>>,
     b_sh: Constant<Bits<8>>,
     c_sh: Constant<Bits<8>>,
-    key_sh: Constant<Bits<8>>,
-    iv_sh: Constant<Bits<8>>,
+    sh16: Constant<Bits<8>>,
+    la_sh: Constant<Bits<8>>,
+    lb_sh: Constant<Bits<8>>,
+    five: Constant<Bits<4>>,
+    nine: Constant<Bits<4>>,
     c_init: Constant<Bits<111>>,
     n_warm: Constant<Bits<WARM_BITS>>,
 }
@@ -87,9 +96,9 @@ impl<const W: usize> Default for Trivium<W> {
         assert!(1152 % W == 0, "W must divide the 1152 warm-up steps");
         Self {
             clock: Default::default(),
-            key: Default::default(),
-            iv: Default::default(),
             reseed: Default::default(),
+            load: Default::default(),
+            load_data: Default::default(),
             advance: Default::default(),
             ready: Default::default(),
             ks: Default::default(),
@@ -98,6 +107,8 @@ impl<const W: usize> Default for Trivium<W> {
             c: Default::default(),
             warm: Default::default(),
             rdy: Default::default(),
+            loading: Default::default(),
+            lcnt: Default::default(),
             z: Default::default(),
             t1: Default::default(),
             t2: Default::default(),
@@ -109,8 +120,11 @@ impl<const W: usize> Default for Trivium<W> {
             a_sh: konst(93 - W as u64),
             b_sh: konst(84 - W as u64),
             c_sh: konst(111 - W as u64),
-            key_sh: konst(13),
-            iv_sh: konst(4),
+            sh16: konst(16),
+            la_sh: konst(93 - 16),
+            lb_sh: konst(84 - 16),
+            five: konst(5),
+            nine: konst(9),
             c_init: konst(7),
             n_warm: konst((1152 / W) as u64),
         }
@@ -120,7 +134,7 @@ impl<const W: usize> Default for Trivium<W> {
 impl<const W: usize> Logic for Trivium<W> {
     #[hdl_gen]
     fn update(&mut self) {
-        dff_setup!(self, clock, a, b, c, warm, rdy);
+        dff_setup!(self, clock, a, b, c, warm, rdy, loading, lcnt);
         // Taps (oldest-first indices): s66 → a 27, s93 → a 0, s91/s92 → a 2/1, s69 → a 24,
         // s162 → b 15, s177 → b 0, s175/s176 → b 2/1, s171 → b 6,
         // s243 → c 45, s288 → c 0, s286/s287 → c 2/1, s264 → c 24.
@@ -153,13 +167,31 @@ impl<const W: usize> Logic for Trivium<W> {
         self.ks.next = self.z.val();
         self.ready.next = self.rdy.q.val();
         if self.reseed.val() {
-            // (s1..s93) ← (K1..K80, 0…0); (s94..s177) ← (IV1..IV80, 0…0);
-            // (s178..s288) ← (0…0, 1, 1, 1).
-            self.a.d.next = bit_cast::<93, 80>(self.key.val()) << self.key_sh.val();
-            self.b.d.next = bit_cast::<84, 80>(self.iv.val()) << self.iv_sh.val();
+            // (s1..s288) ← 0 but (s286, s287, s288) ← 1; the load then shifts the key in at
+            // the top of `a` and the IV at the top of `b`, so that after five chunks each
+            // (s1..s93) = (K1..K80, 0…0) and (s94..s177) = (IV1..IV80, 0…0).
+            self.a.d.next = 0.into();
+            self.b.d.next = 0.into();
             self.c.d.next = self.c_init.val();
-            self.warm.d.next = self.n_warm.val();
+            self.warm.d.next = 0.into();
             self.rdy.d.next = false;
+            self.loading.d.next = true;
+            self.lcnt.d.next = 0.into();
+        } else if self.loading.q.val() {
+            if self.load.val() {
+                if self.lcnt.q.val() < self.five.val() {
+                    self.a.d.next = (self.a.q.val() >> self.sh16.val())
+                        | (bit_cast::<93, 16>(self.load_data.val()) << self.la_sh.val());
+                } else {
+                    self.b.d.next = (self.b.q.val() >> self.sh16.val())
+                        | (bit_cast::<84, 16>(self.load_data.val()) << self.lb_sh.val());
+                }
+                self.lcnt.d.next = self.lcnt.q.val() + 1;
+                if self.lcnt.q.val() == self.nine.val() {
+                    self.loading.d.next = false;
+                    self.warm.d.next = self.n_warm.val();
+                }
+            }
         } else if self.warm.q.val().any() {
             self.a.d.next = self.a_next.val();
             self.b.d.next = self.b_next.val();
@@ -180,7 +212,7 @@ impl<const W: usize> Logic for Trivium<W> {
 mod tests {
     use super::*;
     use crate::rng_model::{
-        trivium_port_from_bytes, TriviumCore, TriviumIn, TriviumModel, TriviumSpec, TRIVIUM_WARMUP_STEPS,
+        seed_chunks, trivium_port_from_bytes, TriviumCore, TriviumIn, TriviumModel, TriviumSpec, TRIVIUM_WARMUP_STEPS,
     };
     use rand::{Rng, SeedableRng};
 
@@ -235,7 +267,9 @@ mod tests {
             // The W = 8 cycle model gives the eSTREAM bytes word by word.
             let mut spec = TriviumSpec::from_bytes(&kb, &ivb);
             let mut m = TriviumModel::<8>::default();
-            m.tick(&TriviumIn { key, iv, reseed: true, advance: false });
+            for x in TriviumIn::reseed_script(key, iv) {
+                m.tick(&x);
+            }
             let mut ticks = 0;
             while !m.outputs().ready {
                 m.tick(&TriviumIn::default());
@@ -252,7 +286,9 @@ mod tests {
             let mut m = TriviumModel::<8>::default();
             let key = trivium_port_from_bytes(&arr10(&hex(k)));
             let iv = trivium_port_from_bytes(&arr10(&hex(iv)));
-            m.tick(&TriviumIn { key, iv, reseed: true, advance: false });
+            for x in TriviumIn::reseed_script(key, iv) {
+                m.tick(&x);
+            }
             while !m.outputs().ready {
                 m.tick(&TriviumIn::default());
             }
@@ -270,14 +306,6 @@ mod tests {
         yosys_validate("trivium36", &generate_verilog(&uut)).unwrap();
     }
 
-    fn to_bits<const N: usize>(x: u128) -> Bits<N> {
-        let mut b = Bits::<N>::default();
-        for i in 0..N {
-            b = b.replace_bit(i, (x >> i) & 1 == 1);
-        }
-        b
-    }
-
     /// Hand-steps the gateware against the cycle model: the eSTREAM vectors with `W = 8`
     /// (byte by byte), then random reseeds and advances for `W = 36`.
     fn run_vs_model<const W: usize>(cycles: usize, seed: u64, vectors: bool) {
@@ -291,9 +319,9 @@ mod tests {
             for (k, iv, ks) in VECTORS {
                 let key = trivium_port_from_bytes(&arr10(&hex(k)));
                 let iv = trivium_port_from_bytes(&arr10(&hex(iv)));
-                script.push(TriviumIn { key, iv, reseed: true, advance: false });
+                script.extend(TriviumIn::reseed_script(key, iv));
                 for _ in 0..(1152 / W + 64) {
-                    script.push(TriviumIn { key, iv, reseed: false, advance: true });
+                    script.push(TriviumIn { advance: true, ..Default::default() });
                 }
                 expect_bytes.push(hex(ks));
             }
@@ -301,23 +329,28 @@ mod tests {
         let mut got_bytes: Vec<Vec<u8>> = vec![Vec::new(); expect_bytes.len()];
         let mut vec_no: isize = -1;
         let mut compared = 0usize;
-        let mut key: u128 = rng.gen::<u128>() & ((1 << 80) - 1);
-        let mut iv: u128 = rng.gen::<u128>() & ((1 << 80) - 1);
+        // After the script: random reseeds, their loads with random gaps (and stray load
+        // strobes outside a load), random advances.
+        let mut chunks: Vec<u16> = Vec::new();
         for t in 0..cycles {
             let inp = if t < script.len() {
                 script[t]
             } else {
-                if rng.gen_ratio(1, 400) {
-                    key = rng.gen::<u128>() & ((1 << 80) - 1);
-                    iv = rng.gen::<u128>() & ((1 << 80) - 1);
+                let reseed = t == script.len() || rng.gen_ratio(1, 700);
+                if reseed {
+                    let key = rng.gen::<u128>() & ((1 << 80) - 1);
+                    let iv = rng.gen::<u128>() & ((1 << 80) - 1);
+                    chunks = seed_chunks(key, iv).into_iter().rev().collect();
                 }
-                TriviumIn { key, iv, reseed: t == script.len() || rng.gen_ratio(1, 700), advance: rng.gen_bool(0.6) }
+                let load = !reseed && (if chunks.is_empty() { rng.gen_ratio(1, 50) } else { rng.gen_ratio(3, 4) });
+                let load_data = if load { chunks.pop().unwrap_or_else(|| rng.gen()) } else { rng.gen() };
+                TriviumIn { reseed, load, load_data, advance: rng.gen_bool(0.6) }
             };
             if t < script.len() && inp.reseed {
                 vec_no += 1;
             }
-            uut.key.next = to_bits(inp.key);
-            uut.iv.next = to_bits(inp.iv);
+            uut.load.next = inp.load;
+            uut.load_data.next = (inp.load_data as u64).into();
             uut.reseed.next = inp.reseed;
             uut.advance.next = inp.advance;
             uut.clock.next = Clock::from(false);
@@ -351,11 +384,14 @@ mod tests {
         uut.connect_all();
         let dir = std::env::temp_dir().join(format!("trivium_iv_{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut tb = String::from("module tb;\n reg clock = 0; reg [79:0] key; reg [79:0] iv; reg reseed = 0; reg advance = 0;\n wire ready; wire [7:0] ks; integer i;\n top dut(.clock(clock), .key(key), .iv(iv), .reseed(reseed), .advance(advance), .ready(ready), .ks(ks));\n always #5 clock = ~clock;\n initial begin\n");
+        let mut tb = String::from("module tb;\n reg clock = 0; reg [15:0] load_data = 0; reg load = 0; reg reseed = 0; reg advance = 0;\n wire ready; wire [7:0] ks; integer i;\n top dut(.clock(clock), .load(load), .load_data(load_data), .reseed(reseed), .advance(advance), .ready(ready), .ks(ks));\n always #5 clock = ~clock;\n initial begin\n");
         for (k, iv, _) in VECTORS {
             let key = trivium_port_from_bytes(&arr10(&hex(k)));
             let iv = trivium_port_from_bytes(&arr10(&hex(iv)));
-            tb += &format!("  key = 80'h{key:020x}; iv = 80'h{iv:020x}; reseed = 1; @(posedge clock); #1 reseed = 0;\n");
+            tb += "  reseed = 1; @(posedge clock); #1 reseed = 0;\n";
+            for d in seed_chunks(key, iv) {
+                tb += &format!("  load = 1; load_data = 16'h{d:04x}; @(posedge clock); #1 load = 0;\n");
+            }
             tb += "  while (!ready) begin @(posedge clock); #1; end\n  advance = 1;\n";
             tb += "  for (i = 0; i < 64; i = i + 1) begin $write(\"%02x\", ks); @(posedge clock); #1; end\n  advance = 0; $write(\"\\n\");\n";
         }

@@ -389,9 +389,9 @@ struct BasisRngPorts {
     rct_cutoff: *mut u8,
     apt_cutoff: *mut u16,
     health_clear: *mut u8,
-    key: *mut u32,
-    iv: *mut u32,
     reseed: *mut u8,
+    seed_valid: *mut u8,
+    seed_data: *mut u16,
     mix_enable: *mut u8,
     thr_z: *mut u16,
     thr_c0: *mut u16,
@@ -424,14 +424,6 @@ impl Default for VerilatedBasisRng {
     }
 }
 
-/// Writes an 80-bit value into a Verilator wide port (three 32-bit words, LSB first).
-fn put_wide80(p: *mut u32, v: u128) {
-    for k in 0..3 {
-        // SAFETY: an 80-bit Verilator port is an array of three u32 words.
-        unsafe { *p.add(k) = (v >> (32 * k)) as u32 & if k == 2 { 0xffff } else { u32::MAX } }
-    }
-}
-
 impl VerilatedBasisRng {
     /// A new model, evaluated once.
     pub fn new() -> Self {
@@ -445,9 +437,9 @@ impl VerilatedBasisRng {
                 rct_cutoff: m.port("rct_cutoff"),
                 apt_cutoff: m.port("apt_cutoff"),
                 health_clear: m.port("health_clear"),
-                key: m.port("key"),
-                iv: m.port("iv"),
                 reseed: m.port("reseed"),
+                seed_valid: m.port("seed_valid"),
+                seed_data: m.port("seed_data"),
                 mix_enable: m.port("mix_enable"),
                 thr_z: m.port("thr_z"),
                 thr_c0: m.port("thr_c0"),
@@ -483,9 +475,9 @@ impl VerilatedBasisRng {
         put(i.rct_cutoff, x.rct_cutoff as u8);
         put(i.apt_cutoff, x.apt_cutoff as u16);
         put(i.health_clear, x.health_clear as u8);
-        put_wide80(i.key, x.key);
-        put_wide80(i.iv, x.iv);
         put(i.reseed, x.reseed as u8);
+        put(i.seed_valid, x.seed_valid as u8);
+        put(i.seed_data, x.seed_data);
         put(i.mix_enable, x.mix_enable as u8);
         put(i.thr_z, x.thr_z);
         put(i.thr_c0, x.thr_c0);

@@ -1,7 +1,9 @@
 //! The Verilated random basis generator against its reference model, and the statistical
 //! tests on 10^6 of its Verilated outputs.
 
-use qkd_hdl::rng_model::{apt_cutoff, prob_threshold, rct_cutoff, rng_stats, BasisRngIn, BasisRngModel, RngRecord};
+use qkd_hdl::rng_model::{
+    apt_cutoff, prob_threshold, rct_cutoff, rng_stats, seed_chunks, BasisRngIn, BasisRngModel, RngRecord,
+};
 use qkd_sim::verilated::VerilatedBasisRng;
 use rand::{Rng, SeedableRng};
 
@@ -12,8 +14,6 @@ fn run(n: usize, thr: (u16, u16, u16), check_model_ticks: usize) -> Vec<RngRecor
     let mut inp = BasisRngIn {
         rct_cutoff: rct_cutoff(1.0, 40),
         apt_cutoff: apt_cutoff(1.0, 40),
-        key: 0x0123_4567_89ab_cdef_fedc,
-        iv: 0x0000_0000_0000_0000_0007,
         mix_enable: true,
         thr_z: thr.0,
         thr_c0: thr.1,
@@ -41,6 +41,10 @@ fn run(n: usize, thr: (u16, u16, u16), check_model_ticks: usize) -> Vec<RngRecor
     inp.reseed = true;
     step(&inp, &mut m);
     inp.reseed = false;
+    // Key and IV, 16 bits per tick, as the core streams them from its register RAM.
+    for d in seed_chunks(0x0123_4567_89ab_cdef_fedc, 0x0000_0000_0000_0000_0007) {
+        step(&BasisRngIn { seed_valid: true, seed_data: d, ..inp }, &mut m);
+    }
     inp.slot = true;
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
