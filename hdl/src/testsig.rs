@@ -2,9 +2,13 @@
 //! programmable rate, and correlated pairs on two channels with a set delay. It drives the
 //! tagger inputs internally, so the same testbench runs on a board with no detectors.
 //!
-//! Per channel `c`, a 32-bit xorshift generator (seeded differently per channel) advances
-//! every tick; the channel emits a one-tick pulse when its low 16 bits are below
-//! `threshold[c]`, so the probability per tick is `threshold[c] / 65536` (the rate is
+//! Channels `2g` and `2g + 1` share a 32-bit xorshift generator `g` (seeded differently per
+//! generator), which advances every tick; channel `c` takes the generator's low 16 bits if `c`
+//! is even, its high 16 bits if odd, and emits a one-tick pulse when they are below
+//! `threshold[c]`. xorshift32 runs through every non-zero 32-bit word once per period, so the
+//! two halves of one word are independent uniform 16-bit numbers (but for the one missing
+//! zero word) and one generator serves two channels at the cost of one. The probability per
+//! tick is `threshold[c] / 65536` (the rate is
 //! `f_clk · threshold / 65536` pulses per second, minus the few lost to the one-tick gap a
 //! pulse needs after the previous one). In pair mode, every pulse of channel `pair_src`
 //! (while no pair is pending) also schedules a pulse on `pair_dst` exactly `pair_delay` ticks
@@ -18,9 +22,19 @@ pub const THRESHOLD_BITS: usize = 16;
 /// Width of the pair delay, in bits (ticks).
 pub const PAIR_DELAY_BITS: usize = 16;
 
-/// Seed of channel `c`'s xorshift32 generator (never zero).
-pub fn seed(c: usize) -> u32 {
-    0x9E37_79B9u32.wrapping_mul(c as u32 + 1) ^ 0x5851_F42D
+/// Seed of xorshift32 generator `g` (channels `2g` and `2g + 1`; never zero).
+pub fn seed(g: usize) -> u32 {
+    0x9E37_79B9u32.wrapping_mul(g as u32 + 1) ^ 0x5851_F42D
+}
+
+/// Generators for `n` channels (two channels per generator).
+pub const fn generators(n: usize) -> usize {
+    n.div_ceil(2)
+}
+
+/// The 16 random bits of channel `c` in a tick whose generator words are `rng`.
+pub fn channel_bits(rng: &[u32], c: usize) -> u16 {
+    (rng[c / 2] >> (16 * (c % 2))) as u16
 }
 
 /// One xorshift32 step (Marsaglia 2003: shifts 13, 17, 5).
@@ -49,10 +63,15 @@ pub struct TestSignal<const N: usize> {
     pub pair_delay: Signal<In, Bits<PAIR_DELAY_BITS>>,
     /// Pulses, one tick wide (bit c = channel c); registered.
     pub pins: Signal<Out, Bits<N>>,
+    // Generators: the first N.div_ceil(2) feed the channels (two each); the outputs of the
+    // rest are unused, so synthesis removes them.
     rng: [DFFWithInit<Bits<32>>; N],
     out: DFF<Bits<N>>,
     pending: DFF<Bit>,
     count: DFF<Bits<PAIR_DELAY_BITS>>,
+    gsel: [Constant<Bits<3>>; N],
+    hsel: [Constant<Bit>; N],
+    bits: [Signal<Local, Bits<THRESHOLD_BITS>>; N],
     t1: [Signal<Local, Bits<32>>; N],
     t2: [Signal<Local, Bits<32>>; N],
     fire: Signal<Local, Bits<N>>,
@@ -80,6 +99,9 @@ impl<const N: usize> Default for TestSignal<N> {
             out: Default::default(),
             pending: Default::default(),
             count: Default::default(),
+            gsel: array_init::array_init(|i| Constant::new(((i / 2) as u64).to_bits())),
+            hsel: array_init::array_init(|i| Constant::new(i % 2 == 1)),
+            bits: array_init::array_init(|_| Default::default()),
             t1: array_init::array_init(|_| Default::default()),
             t2: array_init::array_init(|_| Default::default()),
             fire: Default::default(),
@@ -108,7 +130,19 @@ impl<const N: usize> Logic for TestSignal<N> {
             self.t1[i].next = self.rng[i].q.val() ^ (self.rng[i].q.val() << self.sh13.val());
             self.t2[i].next = self.t1[i].val() ^ (self.t1[i].val() >> self.sh17.val());
             self.rng[i].d.next = self.t2[i].val() ^ (self.t2[i].val() << self.sh5.val());
-            if self.rng[i].q.val().get_bits::<THRESHOLD_BITS>(0) < self.threshold[i].val() {
+            // Channel i: generator i / 2 (constant selects, folded away by synthesis), its low
+            // half if i is even, else its high half.
+            self.bits[i].next = 0.into();
+            for g in 0..N {
+                if self.gsel[i].val().index() == g {
+                    if self.hsel[i].val() {
+                        self.bits[i].next = self.rng[g].q.val().get_bits::<THRESHOLD_BITS>(16);
+                    } else {
+                        self.bits[i].next = self.rng[g].q.val().get_bits::<THRESHOLD_BITS>(0);
+                    }
+                }
+            }
+            if self.bits[i].val() < self.threshold[i].val() {
                 self.fire.next = self.fire.val().replace_bit(i, true);
                 if self.pair_src.val().index() == i {
                     self.src_fire.next = true;
@@ -191,11 +225,13 @@ impl TestSignalModel {
         let mut fire = 0u8;
         let mut src_fire = false;
         for c in 0..self.channels {
-            if ((self.rng[c] & 0xffff) as u16) < cfg.threshold[c] {
+            if channel_bits(&self.rng, c) < cfg.threshold[c] {
                 fire |= 1 << c;
                 src_fire |= cfg.pair_src as usize == c;
             }
-            self.rng[c] = xorshift32(self.rng[c]);
+        }
+        for g in 0..generators(self.channels) {
+            self.rng[g] = xorshift32(self.rng[g]);
         }
         let mut partner = false;
         if cfg.pair_enable && cfg.enable {
@@ -276,6 +312,32 @@ mod tests {
             simulate(&mut uut, 1000);
         }
         assert!(ones > 2000);
+    }
+
+    /// Channels that share a generator (0 and 1: the two halves of one word) are as
+    /// independent as channels that do not (1 and 2): their coincidences at lags of -4..=4
+    /// ticks match the product of their rates, and each runs at its own rate.
+    #[test]
+    fn shared_generator_channels_are_independent() {
+        let cfg = TestSignalConfig { enable: true, threshold: [6554, 3277, 6554, 0, 0, 0, 0, 0], ..Default::default() };
+        let mut m = TestSignalModel::new(N);
+        let ticks = 400_000usize;
+        let pins: Vec<u8> = (0..ticks).map(|_| m.step(&cfg)).collect();
+        let n = |c: usize| pins.iter().filter(|p| *p >> c & 1 == 1).count() as f64;
+        for (c, p) in [(0, 0.1), (1, 0.05), (2, 0.1)] {
+            // Poisson at p per tick minus the refractory tick: p (1 - p) per tick.
+            let expect = ticks as f64 * p * (1.0 - p);
+            assert!((n(c) - expect).abs() < 5.0 * expect.sqrt(), "channel {c}: {} vs {expect}", n(c));
+        }
+        for (a, b) in [(0, 1), (1, 2), (0, 2)] {
+            let expect = n(a) * n(b) / ticks as f64;
+            for lag in -4i64..=4 {
+                let k = (4..ticks - 4)
+                    .filter(|&t| pins[t] >> a & 1 == 1 && pins[(t as i64 + lag) as usize] >> b & 1 == 1)
+                    .count() as f64;
+                assert!((k - expect).abs() < 5.0 * expect.sqrt(), "channels {a},{b} lag {lag}: {k} vs {expect}");
+            }
+        }
     }
 
     #[test]
