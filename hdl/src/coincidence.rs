@@ -4,7 +4,7 @@
 //! acquisition.
 //!
 //! Input is the tagger's per-tick channel event mask (after dead time). Each channel is
-//! delayed by `delay[c]` ticks (0..=63, rust-hdl's `DelayLine`). With `t_c` the time of
+//! delayed by `delay[c]` ticks (0..=63, [`crate::bit_delay::BitDelay`]). With `t_c` the time of
 //! channel `c`'s latest delayed event, group `g` (channel mask `G`) counts one coincidence at
 //! tick `t` when some member has an event at `t` and every member has one in `[t − W, t]`:
 //! the coincidence is counted once, at its latest event. `W = 0` counts same-tick events only.
@@ -89,7 +89,7 @@ pub struct Coincidence<const N: usize> {
     pub rd_data: Signal<Out, Bits<COUNT_BITS>>,
     /// Number of complete gates (wraps).
     pub gate_seq: Signal<Out, Bits<16>>,
-    lines: [DelayLine<Bit, MAX_DELAY, DELAY_BITS>; N],
+    lines: [crate::bit_delay::BitDelay<{ MAX_DELAY + 1 }, DELAY_BITS>; N],
     dh: DFF<Bits<N>>,
     age: [DFF<Bits<WINDOW_BITS>>; N],
     seen: DFF<Bits<N>>,

@@ -1177,7 +1177,10 @@ mod tests {
                 eprintln!("iverilog not found: Verilog replay skipped");
                 return;
             }
-            let dir = std::env::temp_dir().join(format!("qkd-core-replay-{}", std::process::id()));
+            // One directory per replay: two tests replay, in parallel threads of one process.
+            static REPLAYS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n_replay = REPLAYS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir = std::env::temp_dir().join(format!("qkd-core-replay-{}-{n_replay}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
             let v = crate::verilog::verilog_of(&mut Core::default(), "qkd_core");
             std::fs::write(dir.join("core.v"), v).unwrap();

@@ -8,6 +8,7 @@
 //! * [`top`]: board tops for the iCEBreaker (UP5K) and the iCE40-HX8K breakout.
 //! * [`verilog`]: writes the Verilog of the blocks and tops.
 
+pub mod bit_delay;
 pub mod channel;
 pub mod coincidence;
 pub mod core;

@@ -115,26 +115,20 @@ pub struct TagPipeline<const N: usize> {
     pub empty: Signal<Out, Bit>,
     /// Entries in the event FIFO, as the writer counts them.
     pub occupancy: Signal<Out, Bits<OCCUPANCY_BITS>>,
-    // Time base: `now = now_epoch << TIME_LOW_BITS | now_low`; `wrap` is high in the last
-    // tick of an epoch; `wrap1`/`wrap2` delay it to mark the boundary at stage 2.
-    now_low: DFF<Bits<TIME_LOW_BITS>>,
-    now_epoch: DFF<Bits<EPOCH_BITS>>,
-    wrap: DFF<Bit>,
-    wrap1: DFF<Bit>,
-    wrap2: DFF<Bit>,
-    // Stage 1: fire mask and its time stamp.
+    // Time base. The pipeline has a fixed latency, so the time stamp of the events in stage 2
+    // is the tick count of three ticks earlier: rather than a counter and three registered
+    // copies of it, one counter (`ts2_low`, `ts2_epoch`) runs three ticks behind (it starts
+    // counting in tick 3, `start`). `twrap` is high in the last tick of its epoch.
+    start: DFF<Bits<2>>,
+    twrap: DFF<Bit>,
+    // Stage 1: fire mask.
     hit1: DFF<Bits<MAX_CHANNELS>>,
-    ts1_low: DFF<Bits<TIME_LOW_BITS>>,
-    ts1_epoch: DFF<Bits<EPOCH_BITS>>,
     // Stage 1b: partial popcounts (4 channels each, one LUT level per bit).
     hit1b: DFF<Bits<MAX_CHANNELS>>,
-    ts1b_low: DFF<Bits<TIME_LOW_BITS>>,
-    ts1b_epoch: DFF<Bits<EPOCH_BITS>>,
     pop_lo: DFF<Bits<3>>,
     pop_hi: DFF<Bits<3>>,
     any_lo: DFF<Bit>,
     any_hi: DFF<Bit>,
-    wrap3: DFF<Bit>,
     // Stage 2: what the entry writer sees.
     hit2: DFF<Bits<MAX_CHANNELS>>,
     hit2_n: DFF<Bits<4>>,
@@ -205,22 +199,14 @@ impl<const N: usize> Default for TagPipeline<N> {
             data_out: Default::default(),
             empty: Default::default(),
             occupancy: Default::default(),
-            now_low: Default::default(),
-            now_epoch: Default::default(),
-            wrap: Default::default(),
-            wrap1: Default::default(),
-            wrap2: Default::default(),
+            start: Default::default(),
+            twrap: Default::default(),
             hit1: Default::default(),
-            ts1_low: Default::default(),
-            ts1_epoch: Default::default(),
             hit1b: Default::default(),
-            ts1b_low: Default::default(),
-            ts1b_epoch: Default::default(),
             pop_lo: Default::default(),
             pop_hi: Default::default(),
             any_lo: Default::default(),
             any_hi: Default::default(),
-            wrap3: Default::default(),
             fire_lo: Default::default(),
             fire_hi: Default::default(),
             hit2: Default::default(),
@@ -271,8 +257,7 @@ impl<const N: usize> Logic for TagPipeline<N> {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self, clock, now_low, now_epoch, wrap, wrap1, wrap2, wrap3, hit1, ts1_low, ts1_epoch, hit1b,
-            ts1b_low, ts1b_epoch, pop_lo, pop_hi, any_lo, any_hi, hit2,
+            self, clock, start, twrap, hit1, hit1b, pop_lo, pop_hi, any_lo, any_hi, hit2,
             hit2_n, hit2_any, ts2_low, ts2_epoch, boundary, room, lost, lost_nz, started, occ,
             wq_valid, wq_data, ent, phase, fmt_busy, epoch_eq_lo, epoch_eq_hi, out, out_valid, last_epoch, epoch_valid
         );
@@ -280,15 +265,16 @@ impl<const N: usize> Logic for TagPipeline<N> {
         // Channel events → stage 1.
         self.fire.next = bit_cast::<MAX_CHANNELS, N>(self.hits.val());
         self.hit1.d.next = self.fire.val();
-        self.ts1_low.d.next = self.now_low.q.val();
-        self.ts1_epoch.d.next = self.now_epoch.q.val();
-        // Time base.
-        self.now_low.d.next = self.now_low.q.val() + 1;
-        self.wrap.d.next = self.now_low.q.val() == self.low_max.val();
-        self.wrap1.d.next = self.wrap.q.val();
-        self.wrap2.d.next = self.wrap1.q.val();
-        if self.wrap.q.val() {
-            self.now_epoch.d.next = self.now_epoch.q.val() + 1;
+        // Time base: in tick t (t >= 3) `ts2` = t - 3, the time of the hits stage 2 holds (a
+        // hit of tick t reaches stage 2 in tick t + 3); 0 before.
+        if !self.start.q.val().all() {
+            self.start.d.next = self.start.q.val() + 1;
+        } else {
+            self.ts2_low.d.next = self.ts2_low.q.val() + 1;
+        }
+        self.twrap.d.next = self.ts2_low.q.val() == self.low_max.val();
+        if self.twrap.q.val() {
+            self.ts2_epoch.d.next = self.ts2_epoch.q.val() + 1;
         }
         // Stage 1b: popcounts of channels 0-3 and 4-7.
         self.fire_lo.next = 0.into();
@@ -303,20 +289,16 @@ impl<const N: usize> Logic for TagPipeline<N> {
             }
         }
         self.hit1b.d.next = self.hit1.q.val();
-        self.ts1b_low.d.next = self.ts1_low.q.val();
-        self.ts1b_epoch.d.next = self.ts1_epoch.q.val();
         self.pop_lo.d.next = self.fire_lo.val();
         self.pop_hi.d.next = self.fire_hi.val();
         self.any_lo.d.next = self.hit1.q.val().get_bits::<4>(0).any();
         self.any_hi.d.next = self.hit1.q.val().get_bits::<4>(4).any();
-        self.wrap3.d.next = self.wrap2.q.val();
         // Stage 2: popcount, any, boundary.
         self.hit2.d.next = self.hit1b.q.val();
         self.hit2_n.d.next = bit_cast::<4, 3>(self.pop_lo.q.val()) + bit_cast::<4, 3>(self.pop_hi.q.val());
         self.hit2_any.d.next = self.any_lo.q.val() | self.any_hi.q.val();
-        self.ts2_low.d.next = self.ts1b_low.q.val();
-        self.ts2_epoch.d.next = self.ts1b_epoch.q.val();
-        self.boundary.d.next = self.wrap3.q.val();
+        // The epoch boundary: ts2 entered a new epoch in this tick.
+        self.boundary.d.next = self.twrap.q.val();
         // Entry writer: at most one entry per tick, chosen from registered flags. The first tick
         // with room always writes something, so `started` is simply "room was seen".
         self.started.d.next = self.started.q.val() | self.room.q.val();
