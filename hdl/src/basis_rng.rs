@@ -36,8 +36,8 @@
 //! * **Record** (32 bits, [`crate::rng_model::RngRecord`]): `[31:30]` class, `[29]` basis,
 //!   `[28]` value, `[27:0]` slot number mod 2^28 (every `slot` strobe since power-on counts).
 //!
-//! The configuration inputs are used as they are (in the core they come straight from the
-//! register bank). Cycle model:
+//! The thresholds are used as they are (in the core they come straight from the register
+//! bank); the health cutoffs pass a register in [`HealthTests`]. Cycle model:
 //! [`crate::rng_model::BasisRngModel`].
 
 use rust_hdl::prelude::*;

@@ -14,10 +14,10 @@
 //!
 //! A failure latches (`rct_failed` / `apt_failed`, `failed`), stops the tests and the output
 //! until a `clear` tick. Samples that pass go out one tick later on `out_bit`/`out_valid`; the
-//! sample on which a test fails is not passed. The cutoff ports are used as they are (in the
-//! core they come straight from the register bank, so no second register is spent on them);
-//! a cutoff of 0 (the power-on value of the register, before the host writes one) selects the
-//! default (H = 1, α = 2^-20: 21 and 589).
+//! sample on which a test fails is not passed. The cutoff ports pass a register first (the
+//! cutoff in effect, with 0 — the power-on value of the core's register, before the host
+//! writes one — replaced by the default, H = 1, α = 2^-20: 21 and 589), which keeps the zero
+//! test out of the tests' compare path.
 //! Cycle model: [`crate::rng_model::HealthModel`].
 
 use rust_hdl::prelude::*;
@@ -65,8 +65,10 @@ pub struct HealthTests {
     apt_new: Signal<Local, Bits<12>>,
     rct_now: Signal<Local, Bit>,
     apt_now: Signal<Local, Bit>,
-    rct_eff: Signal<Local, Bits<RCT_CUTOFF_BITS>>,
-    apt_eff: Signal<Local, Bits<APT_CUTOFF_BITS>>,
+    // The cutoffs in effect (0 replaced by the default), registered: the zero test and the
+    // default select stay out of the test's compare path.
+    rct_eff: DFFWithInit<Bits<RCT_CUTOFF_BITS>>,
+    apt_eff: DFFWithInit<Bits<APT_CUTOFF_BITS>>,
     rct_default: Constant<Bits<RCT_CUTOFF_BITS>>,
     apt_default: Constant<Bits<APT_CUTOFF_BITS>>,
 }
@@ -100,8 +102,8 @@ impl Default for HealthTests {
             apt_new: Default::default(),
             rct_now: Default::default(),
             apt_now: Default::default(),
-            rct_eff: Default::default(),
-            apt_eff: Default::default(),
+            rct_eff: DFFWithInit::new((RCT_CUTOFF_DEFAULT as u64).to_bits()),
+            apt_eff: DFFWithInit::new((APT_CUTOFF_DEFAULT as u64).to_bits()),
             rct_default: Constant::new((RCT_CUTOFF_DEFAULT as u64).to_bits()),
             apt_default: Constant::new((APT_CUTOFF_DEFAULT as u64).to_bits()),
         }
@@ -112,7 +114,7 @@ impl Logic for HealthTests {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self, clock, rct_last, rct_cnt, apt_ref, apt_cnt, apt_idx, rct_fail,
+            self, clock, rct_eff, apt_eff, rct_last, rct_cnt, apt_ref, apt_cnt, apt_idx, rct_fail,
             apt_fail, start_ok, obit, ovalid
         );
         self.obit.d.next = self.raw_bit.val();
@@ -124,15 +126,15 @@ impl Logic for HealthTests {
             self.rct_new.next = 1.into();
         }
         // A cutoff of 0 (also the power-on value of the registers) selects the default.
-        self.rct_eff.next = self.rct_cutoff.val();
+        self.rct_eff.d.next = self.rct_cutoff.val();
         if !self.rct_cutoff.val().any() {
-            self.rct_eff.next = self.rct_default.val();
+            self.rct_eff.d.next = self.rct_default.val();
         }
-        self.apt_eff.next = self.apt_cutoff.val();
+        self.apt_eff.d.next = self.apt_cutoff.val();
         if !self.apt_cutoff.val().any() {
-            self.apt_eff.next = self.apt_default.val();
+            self.apt_eff.d.next = self.apt_default.val();
         }
-        self.rct_now.next = self.rct_new.val() >= bit_cast::<9, RCT_CUTOFF_BITS>(self.rct_eff.val());
+        self.rct_now.next = self.rct_new.val() >= bit_cast::<9, RCT_CUTOFF_BITS>(self.rct_eff.q.val());
         // Adaptive proportion: occurrences of the window's first sample, this one included.
         if !self.apt_idx.q.val().any() {
             self.apt_new.next = 1.into();
@@ -141,7 +143,7 @@ impl Logic for HealthTests {
         } else {
             self.apt_new.next = bit_cast::<12, 11>(self.apt_cnt.q.val());
         }
-        self.apt_now.next = self.apt_new.val() >= bit_cast::<12, APT_CUTOFF_BITS>(self.apt_eff.val());
+        self.apt_now.next = self.apt_new.val() >= bit_cast::<12, APT_CUTOFF_BITS>(self.apt_eff.q.val());
         if self.clear.val() {
             self.rct_cnt.d.next = 0.into();
             self.apt_idx.d.next = 0.into();
@@ -205,7 +207,7 @@ mod tests {
     fn run_model(src: &mut dyn FnMut() -> bool, n: usize, rct: u32, apt: u32) -> (bool, bool, bool, usize) {
         let mut m = HealthModel::default();
         let cfg = HealthIn { rct_cutoff: rct, apt_cutoff: apt, ..Default::default() };
-        m.tick(&cfg); // one idle tick
+        m.tick(&cfg); // load the cutoff registers
         for t in 0..n {
             m.tick(&HealthIn { raw_bit: src(), raw_valid: true, ..cfg });
             let o = m.outputs();

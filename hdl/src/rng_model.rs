@@ -419,12 +419,14 @@ pub struct HealthOut {
 
 /// Cycle-accurate model of [`crate::health::HealthTests`].
 ///
-/// The cutoff ports are used in the tick they are presented (no register). A `clear` tick
+/// Cutoff ports pass a register first (their value one tick earlier is used). A `clear` tick
 /// resets the tests (the sample in that tick is dropped). Otherwise a valid sample while not
 /// failed runs both tests; `out_valid` rises in the next tick if the start-up window had
 /// already passed and neither test failed on this sample.
 #[derive(Clone, Debug, Default)]
 pub struct HealthModel {
+    rct_cut: u32,
+    apt_cut: u32,
     rct_last: bool,
     rct_cnt: u32,
     apt_ref: bool,
@@ -455,9 +457,10 @@ impl HealthModel {
         let failed = self.rct_fail || self.apt_fail;
         let started_old = self.started;
         // A cutoff of 0 (the power-on value) selects the default.
-        let (rct_in, apt_in) = (i.rct_cutoff & ((1 << RCT_CUTOFF_BITS) - 1), i.apt_cutoff & ((1 << APT_CUTOFF_BITS) - 1));
-        let rct_cut = if rct_in == 0 { RCT_CUTOFF_DEFAULT } else { rct_in };
-        let apt_cut = if apt_in == 0 { APT_CUTOFF_DEFAULT } else { apt_in };
+        let rct_cut = if self.rct_cut == 0 { RCT_CUTOFF_DEFAULT } else { self.rct_cut };
+        let apt_cut = if self.apt_cut == 0 { APT_CUTOFF_DEFAULT } else { self.apt_cut };
+        self.rct_cut = i.rct_cutoff & ((1 << RCT_CUTOFF_BITS) - 1);
+        self.apt_cut = i.apt_cutoff & ((1 << APT_CUTOFF_BITS) - 1);
         self.obit = i.raw_bit;
         self.ovalid = false;
         if i.clear {
