@@ -12,7 +12,7 @@
 //! | 5 | A→B | `Estimate` (error counts per intensity, sample errors); both check the abort rule | estimation |
 //! | 6 | … | Cascade (`CascadeStart`, then `CascadeQuery`/`CascadeAnswer` per round trip, `CascadeDone`) or LDPC (`LdpcSyndrome`, `LdpcRevealRequest`/`LdpcReveal`…, `LdpcDone`) | reconciliation |
 //! | 7 | A→B, B→A | `Verify` (per-block seeds and tags), `VerifyResult` (which blocks passed) | verification |
-//! | 8 | A→B, B→A | `Amplify` (output length and the Toeplitz seed bits), `Confirm` | privacy amplification |
+//! | 8 | A→B, B→A | `Amplify` (output length and the Toeplitz seed bits, novel-basis encoding), `Confirm` | privacy amplification |
 //!
 //! Both stations compute every decision (abort, QBER estimate for reconciliation, key length)
 //! from the same public numbers, and the messages carry Alice's choices so Bob can check them:
@@ -884,7 +884,9 @@ fn run_inner<S: Read + Write>(
             seed
         }
     };
-    let final_key = toeplitz::toeplitz_hash(&kept, out_bits as usize, ToeplitzSeed::Bits(&seed))?;
+    // The uniform seed bits are read in the novel-basis encoding: the same Toeplitz family,
+    // one basis conversion fewer (see `ToeplitzSeed`).
+    let final_key = toeplitz::toeplitz_hash(&kept, out_bits as usize, ToeplitzSeed::Novel(&seed))?;
     report.pa_output_bits = out_bits;
     report.timings.amplification = t.elapsed().as_secs_f64();
     Ok(final_key)
