@@ -5,10 +5,11 @@
 //! Channels `2g` and `2g + 1` share a 32-bit xorshift generator `g` (seeded differently per
 //! generator), which advances every tick; channel `c` takes the generator's low 16 bits if `c`
 //! is even, its high 16 bits if odd, and emits a one-tick pulse when they are below
-//! `threshold[c]`. xorshift32 runs through every non-zero 32-bit word once per period, so the
-//! two halves of one word are independent uniform 16-bit numbers (but for the one missing
-//! zero word) and one generator serves two channels at the cost of one. The probability per
-//! tick is `threshold[c] / 65536` (the rate is
+//! `threshold[c]` (the compares are registered, so a pulse reaches the pins two ticks after
+//! the generator word it comes from). xorshift32 runs through every non-zero 32-bit word once
+//! per period, so the two halves of one word are independent uniform 16-bit numbers (but for
+//! the one missing zero word) and one generator serves two channels at the cost of one. The
+//! probability per tick is `threshold[c] / 65536` (the rate is
 //! `f_clk · threshold / 65536` pulses per second, minus the few lost to the one-tick gap a
 //! pulse needs after the previous one). In pair mode, every pulse of channel `pair_src`
 //! (while no pair is pending) also schedules a pulse on `pair_dst` exactly `pair_delay` ticks
@@ -66,6 +67,9 @@ pub struct TestSignal<const N: usize> {
     // Generators: the first N.div_ceil(2) feed the channels (two each); the outputs of the
     // rest are unused, so synthesis removes them.
     rng: [DFFWithInit<Bits<32>>; N],
+    // The threshold compares of the previous tick, registered (bit c = channel c): the
+    // pair logic starts from a flip-flop, not from the compare's carry chain.
+    lt: DFF<Bits<N>>,
     out: DFF<Bits<N>>,
     pending: DFF<Bit>,
     count: DFF<Bits<PAIR_DELAY_BITS>>,
@@ -74,6 +78,7 @@ pub struct TestSignal<const N: usize> {
     bits: [Signal<Local, Bits<THRESHOLD_BITS>>; N],
     t1: [Signal<Local, Bits<32>>; N],
     t2: [Signal<Local, Bits<32>>; N],
+    lt_next: Signal<Local, Bits<N>>,
     fire: Signal<Local, Bits<N>>,
     src_fire: Signal<Local, Bit>,
     src_prev: Signal<Local, Bit>,
@@ -96,6 +101,7 @@ impl<const N: usize> Default for TestSignal<N> {
             pair_delay: Default::default(),
             pins: Default::default(),
             rng: array_init::array_init(|c| DFFWithInit::new((seed(c) as u64).to_bits())),
+            lt: Default::default(),
             out: Default::default(),
             pending: Default::default(),
             count: Default::default(),
@@ -104,6 +110,7 @@ impl<const N: usize> Default for TestSignal<N> {
             bits: array_init::array_init(|_| Default::default()),
             t1: array_init::array_init(|_| Default::default()),
             t2: array_init::array_init(|_| Default::default()),
+            lt_next: Default::default(),
             fire: Default::default(),
             src_fire: Default::default(),
             src_prev: Default::default(),
@@ -118,8 +125,9 @@ impl<const N: usize> Default for TestSignal<N> {
 impl<const N: usize> Logic for TestSignal<N> {
     #[hdl_gen]
     fn update(&mut self) {
-        dff_setup!(self, clock, out, pending, count);
-        self.fire.next = 0.into();
+        dff_setup!(self, clock, lt, out, pending, count);
+        self.fire.next = self.lt.q.val();
+        self.lt_next.next = 0.into();
         self.src_fire.next = false;
         self.src_prev.next = false;
         for i in 0..N {
@@ -143,12 +151,13 @@ impl<const N: usize> Logic for TestSignal<N> {
                 }
             }
             if self.bits[i].val() < self.threshold[i].val() {
-                self.fire.next = self.fire.val().replace_bit(i, true);
-                if self.pair_src.val().index() == i {
-                    self.src_fire.next = true;
-                }
+                self.lt_next.next = self.lt_next.val().replace_bit(i, true);
+            }
+            if (self.pair_src.val().index() == i) & self.lt.q.val().get_bit(i) {
+                self.src_fire.next = true;
             }
         }
+        self.lt.d.next = self.lt_next.val();
         // Pairs: a pending partner counts down; new source pulses wait until it is sent.
         self.partner.next = false;
         if self.pair_enable.val() & self.enable.val() {
@@ -207,6 +216,7 @@ pub struct TestSignalConfig {
 pub struct TestSignalModel {
     channels: usize,
     rng: [u32; 8],
+    lt: u8,
     out: u8,
     pending: bool,
     count: u16,
@@ -216,18 +226,19 @@ impl TestSignalModel {
     /// The generator in its power-on state.
     pub fn new(channels: usize) -> Self {
         assert!((1..=8).contains(&channels));
-        Self { channels, rng: std::array::from_fn(seed), out: 0, pending: false, count: 0 }
+        Self { channels, rng: std::array::from_fn(seed), lt: 0, out: 0, pending: false, count: 0 }
     }
 
     /// One tick; returns the pins during this tick (registered, so set by the previous tick).
     pub fn step(&mut self, cfg: &TestSignalConfig) -> u8 {
         let pins = self.out;
-        let mut fire = 0u8;
-        let mut src_fire = false;
+        // The compares of the previous tick (registered in the gateware).
+        let mut fire = self.lt;
+        let src_fire = (cfg.pair_src as usize) < self.channels && (self.lt >> cfg.pair_src) & 1 == 1;
+        self.lt = 0;
         for c in 0..self.channels {
             if channel_bits(&self.rng, c) < cfg.threshold[c] {
-                fire |= 1 << c;
-                src_fire |= cfg.pair_src as usize == c;
+                self.lt |= 1 << c;
             }
         }
         for g in 0..generators(self.channels) {
