@@ -410,6 +410,12 @@ impl Device {
         self.set_ctrl(Ctrl { acquire: on, ..c })
     }
 
+    /// The optional blocks the gateware was built with (`FEATURES`: `regmap::FEAT_*` bits, e.g.
+    /// no histogram on the iCEBreaker). A missing block's registers stay in the map and read 0.
+    pub fn features(&mut self) -> Result<u32> {
+        self.read(&regmap::FEATURES, 0)
+    }
+
     /// Status and FIFO levels.
     pub fn status(&mut self) -> Result<Status> {
         let s = self.t.status()?;

@@ -162,6 +162,7 @@ pub struct Core {
     s_version: DFF<Bit>,
     s_hash: DFF<Bit>,
     s_build: DFF<Bit>,
+    s_features: DFF<Bit>,
     s_flat: DFF<Bit>,
     s_status: DFF<Bit>,
     s_bad: DFF<Bit>,
@@ -253,6 +254,7 @@ pub struct Core {
     k_version: Constant<Bits<8>>,
     k_hash: Constant<Bits<8>>,
     k_build: Constant<Bits<8>>,
+    k_features: Constant<Bits<8>>,
     k_status: Constant<Bits<8>>,
     k_bad: Constant<Bits<8>>,
     k_skip: Constant<Bits<8>>,
@@ -299,6 +301,14 @@ pub struct Core {
     v_version: Constant<Bits<32>>,
     v_hash: Constant<Bits<32>>,
     v_build: Constant<Bits<32>>,
+    v_features: Constant<Bits<32>>,
+    // The optional blocks in this build (`FEATURES`): a missing block's outputs are ignored
+    // and its inputs held, so synthesis removes it.
+    has_coinc: Constant<Bit>,
+    has_filter: Constant<Bit>,
+    has_hist: Constant<Bit>,
+    has_tsig: Constant<Bit>,
+    has_rng: Constant<Bit>,
     v_flat: Constant<Bits<32>>,
     k_ld_last: Constant<Bits<4>>,
     lost_kind: Constant<Bits<2>>,
@@ -370,10 +380,18 @@ fn table(values: [u32; 256]) -> BTreeMap<Bits<8>, Bits<32>> {
 }
 
 impl Core {
-    /// The core for a board: `board_code` goes into `BUILD.BOARD` (0 simulator, 1 iCEBreaker,
-    /// 2 iCE40-HX8K breakout) and `clock_hz`, the core clock in Hz, into `BUILD.CLOCK`.
+    /// The full core for a board: `board_code` goes into `BUILD.BOARD` (0 simulator, 1
+    /// iCEBreaker, 2 iCE40-HX8K breakout) and `clock_hz`, the core clock in Hz, into
+    /// `BUILD.CLOCK`.
     pub fn new(board_code: u8, clock_hz: u64) -> Self {
+        Self::with_features(board_code, clock_hz, regmap::FEAT_ALL)
+    }
+
+    /// The core with only the optional blocks in `features` (`regmap::FEAT_*` bits, read back
+    /// in `FEATURES`); see [`regmap::FEATURES`] for what a missing block's registers do.
+    pub fn with_features(board_code: u8, clock_hz: u64, features: u32) -> Self {
         use regmap::*;
+        assert_eq!(features & !FEAT_ALL, 0, "unknown feature bits {features:#x}");
         Self {
             clock: Default::default(),
             pins: Default::default(),
@@ -411,6 +429,7 @@ impl Core {
             s_version: Default::default(),
             s_hash: Default::default(),
             s_build: Default::default(),
+            s_features: Default::default(),
             s_flat: Default::default(),
             s_status: Default::default(),
             s_bad: Default::default(),
@@ -491,6 +510,7 @@ impl Core {
             k_version: addr(&VERSION, 0),
             k_hash: addr(&MAP_HASH, 0),
             k_build: addr(&BUILD, 0),
+            k_features: addr(&FEATURES, 0),
             k_status: addr(&STATUS, 0),
             k_bad: addr(&LINK_BAD_FRAMES, 0),
             k_skip: addr(&LINK_SKIPPED, 0),
@@ -537,6 +557,12 @@ impl Core {
             v_version: word(VERSION.reset),
             v_hash: word(REGMAP_HASH),
             v_build: word(build_word(board_code, clock_hz)),
+            v_features: word(features),
+            has_coinc: Constant::new(features & FEAT_COINC != 0),
+            has_filter: Constant::new(features & FEAT_FILTER != 0),
+            has_hist: Constant::new(features & FEAT_HIST != 0),
+            has_tsig: Constant::new(features & FEAT_TESTSIG != 0),
+            has_rng: Constant::new(features & FEAT_RNG != 0),
             v_flat: word(FILTER_LATENCY.reset),
             k_ld_last: Constant::new(9u64.to_bits()),
             lost_kind: Constant::new((crate::tagfmt::KIND_LOST as u64).to_bits()),
@@ -557,7 +583,7 @@ impl Logic for Core {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self, clock, a1, wd1, we1, re1, s_id, s_version, s_hash, s_build, s_flat, s_status, s_bad, s_skip,
+            self, clock, a1, wd1, we1, re1, s_id, s_version, s_hash, s_build, s_features, s_flat, s_status, s_bad, s_skip,
             s_tag_level, s_tag_data, s_gate_seq, s_counts, s_hist_addr, s_hist_data, s_hist_ovf, s_rng_level, s_rng_data,
             s_rng_missed, s_wo, ack, rdata, rempty, rvalid, ctrl, uart_div_r, chan_enable, chan_falling,
             coinc_window, coinc_gate, hist_config, hist_offset, hist_addr, ts_config, ts_pair_delay, rng_config,
@@ -622,6 +648,7 @@ impl Logic for Core {
         self.s_version.d.next = self.bus_addr.val() == self.k_version.val();
         self.s_hash.d.next = self.bus_addr.val() == self.k_hash.val();
         self.s_build.d.next = self.bus_addr.val() == self.k_build.val();
+        self.s_features.d.next = self.bus_addr.val() == self.k_features.val();
         self.s_flat.d.next = self.bus_addr.val() == self.k_flat.val();
         self.s_status.d.next = self.bus_addr.val() == self.k_status.val();
         self.s_bad.d.next = self.bus_addr.val() == self.k_bad.val();
@@ -747,13 +774,17 @@ impl Logic for Core {
         self.status.next = 0.into();
         self.status.next = self.status.val().replace_bit(0, self.pll_sync.sig_out.val());
         self.status.next = self.status.val().replace_bit(1, self.pipe.empty.val());
-        self.status.next = self.status.val().replace_bit(2, self.rng.ready.val());
-        self.status.next = self.status.val().replace_bit(3, self.rng.health_failed.val());
-        self.status.next = self.status.val().replace_bit(4, self.rng.rct_failed.val());
-        self.status.next = self.status.val().replace_bit(5, self.rng.apt_failed.val());
-        self.status.next = self.status.val().replace_bit(6, self.rng.health_started.val());
-        self.status.next = self.status.val().replace_bit(7, self.rng.pool_ready.val());
-        self.status.next = self.status.val().replace_bit(8, self.hist.busy.val());
+        if self.has_rng.val() {
+            self.status.next = self.status.val().replace_bit(2, self.rng.ready.val());
+            self.status.next = self.status.val().replace_bit(3, self.rng.health_failed.val());
+            self.status.next = self.status.val().replace_bit(4, self.rng.rct_failed.val());
+            self.status.next = self.status.val().replace_bit(5, self.rng.apt_failed.val());
+            self.status.next = self.status.val().replace_bit(6, self.rng.health_started.val());
+            self.status.next = self.status.val().replace_bit(7, self.rng.pool_ready.val());
+        }
+        if self.has_hist.val() {
+            self.status.next = self.status.val().replace_bit(8, self.hist.busy.val());
+        }
         self.status.next = self.status.val().replace_bit(9, self.lost.q.val());
         self.ro.next = 0.into();
         if self.s_id.q.val() {
@@ -767,6 +798,9 @@ impl Logic for Core {
         }
         if self.s_build.q.val() {
             self.ro.next = self.ro.val() | self.v_build.val();
+        }
+        if self.s_features.q.val() {
+            self.ro.next = self.ro.val() | self.v_features.val();
         }
         if self.s_flat.q.val() {
             self.ro.next = self.ro.val() | self.v_flat.val();
@@ -786,28 +820,28 @@ impl Logic for Core {
         if self.s_tag_data.q.val() & !self.pipe.empty.val() {
             self.ro.next = self.ro.val() | bit_cast::<32, RECORD_BITS>(self.pipe.data_out.val());
         }
-        if self.s_gate_seq.q.val() {
+        if self.s_gate_seq.q.val() & self.has_coinc.val() {
             self.ro.next = self.ro.val() | bit_cast::<32, 16>(self.coinc.gate_seq.val());
         }
-        if self.s_counts.q.val() {
+        if self.s_counts.q.val() & self.has_coinc.val() {
             self.ro.next = self.ro.val() | self.coinc.rd_data.val();
         }
         if self.s_hist_addr.q.val() {
             self.ro.next = self.ro.val() | bit_cast::<32, HIST_BIN_BITS>(self.hist_addr.q.val());
         }
-        if self.s_hist_data.q.val() {
+        if self.s_hist_data.q.val() & self.has_hist.val() {
             self.ro.next = self.ro.val() | bit_cast::<32, HIST_COUNT_BITS>(self.hist.rd_data.val());
         }
-        if self.s_hist_ovf.q.val() {
+        if self.s_hist_ovf.q.val() & self.has_hist.val() {
             self.ro.next = self.ro.val() | bit_cast::<32, HIST_COUNT_BITS>(self.hist.overflow.val());
         }
         if self.s_rng_level.q.val() {
             self.ro.next = self.ro.val() | bit_cast::<32, 9>(self.rf_level.q.val());
         }
-        if self.s_rng_data.q.val() & self.rf_valid.q.val() {
+        if self.s_rng_data.q.val() & self.rf_valid.q.val() & self.has_rng.val() {
             self.ro.next = self.ro.val() | self.rf_out.q.val();
         }
-        if self.s_rng_missed.q.val() {
+        if self.s_rng_missed.q.val() & self.has_rng.val() {
             self.ro.next = self.ro.val() | bit_cast::<32, 16>(self.rng.missed.val());
         }
         // The key/IV load: chunk k is read in tick k of `ld_on` and presented in the next.
@@ -835,6 +869,7 @@ impl Logic for Core {
             | self.s_version.q.val()
             | self.s_hash.q.val()
             | self.s_build.q.val()
+            | self.s_features.q.val()
             | self.s_flat.q.val()
             | self.s_status.q.val()
             | self.s_bad.q.val()
@@ -884,7 +919,7 @@ impl Logic for Core {
         for i in 0..CORE_CHANNELS {
             self.tsig.threshold[i].next = self.ts_threshold[i].q.val();
             self.channels[i].clock.next = self.clock.val();
-            if self.ctrl.q.val().get_bit(2) {
+            if self.ctrl.q.val().get_bit(2) & self.has_tsig.val() {
                 self.channels[i].pin.next = self.tsig.pins.val().get_bit(i);
             } else {
                 self.channels[i].pin.next = self.pins.val().get_bit(i);
@@ -898,7 +933,7 @@ impl Logic for Core {
         // The tagger: fire, or the filter's kept mask, while acquiring.
         self.pipe.hits.next = 0.into();
         if self.ctrl.q.val().get_bit(0) {
-            if self.ctrl.q.val().get_bit(1) {
+            if self.ctrl.q.val().get_bit(1) & self.has_filter.val() {
                 self.pipe.hits.next = self.filter.kept.val();
             } else {
                 self.pipe.hits.next = self.fire.val();
@@ -922,10 +957,16 @@ impl Logic for Core {
             self.filter.group[g].next = self.coinc_group[g].q.val();
             self.coinc.group[g].next = self.coinc_group[g].q.val();
         }
-        self.coinc.hits.next = self.fire_r.q.val();
+        self.coinc.hits.next = 0.into();
+        if self.has_coinc.val() {
+            self.coinc.hits.next = self.fire_r.q.val();
+        }
         self.coinc.window.next = self.coinc_window.q.val();
         self.coinc.gate.next = self.coinc_gate.q.val();
-        self.hist.hits.next = self.fire_r.q.val();
+        self.hist.hits.next = 0.into();
+        if self.has_hist.val() {
+            self.hist.hits.next = self.fire_r.q.val();
+        }
         self.hist.start_ch.next = self.hist_config.q.val().get_bits::<3>(0);
         self.hist.stop_ch.next = self.hist_config.q.val().get_bits::<3>(4);
         self.hist.shift.next = self.hist_config.q.val().get_bits::<4>(8);
@@ -979,8 +1020,8 @@ impl Logic for Core {
         self.rng.rec_ready.next = self.rf_room.q.val();
         // The FIFO's writer keeps the occupancy (the FIFO leaves the room check to it); the
         // read side prefetches one record into `rf_out`, reading at most every other tick.
-        self.rf_wr.next = self.rng.rec_valid.val() & self.rf_room.q.val();
-        self.rf_rd.next = !self.rf_valid.q.val() & !self.rf_pend.q.val() & self.rng_fifo.nonempty.val();
+        self.rf_wr.next = self.rng.rec_valid.val() & self.rf_room.q.val() & self.has_rng.val();
+        self.rf_rd.next = !self.rf_valid.q.val() & !self.rf_pend.q.val() & self.rng_fifo.nonempty.val() & self.has_rng.val();
         self.rng_fifo.write.next = self.rf_wr.val();
         self.rng_fifo.data_in.next = self.rng.rec_data.val();
         self.rng_fifo.read.next = self.rf_rd.val();
@@ -1009,8 +1050,8 @@ impl Logic for Core {
         // ---- LEDs.
         self.leds.next = 0.into();
         self.leds.next = self.leds.val().replace_bit(0, self.ctrl.q.val().get_bit(0));
-        self.leds.next = self.leds.val().replace_bit(1, self.rng.ready.val());
-        self.leds.next = self.leds.val().replace_bit(2, self.rng.health_failed.val());
+        self.leds.next = self.leds.val().replace_bit(1, self.rng.ready.val() & self.has_rng.val());
+        self.leds.next = self.leds.val().replace_bit(2, self.rng.health_failed.val() & self.has_rng.val());
         self.leds.next = self.leds.val().replace_bit(3, self.lost.q.val());
     }
 }
@@ -1037,6 +1078,7 @@ mod tests {
     /// tick of a write's ack), and the per-tick bus inputs and acks (for the Verilog check).
     struct Tb {
         uut: Box<Core>,
+        features: u32,
         tick: u64,
         pins: u8,
         entropy: Option<ChaCha8Rng>,
@@ -1053,10 +1095,16 @@ mod tests {
 
     impl Tb {
         fn new() -> Self {
-            let mut uut = Box::new(Core::default());
+            Self::with_features(FEAT_ALL)
+        }
+
+        /// The simulator's core with only the optional blocks in `features`.
+        fn with_features(features: u32) -> Self {
+            let mut uut = Box::new(Core::with_features(0, 150_000_000, features));
             uut.connect_all();
             Self {
                 uut,
+                features,
                 tick: 0,
                 pins: 0,
                 entropy: None,
@@ -1182,7 +1230,7 @@ mod tests {
             let n_replay = REPLAYS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let dir = std::env::temp_dir().join(format!("qkd-core-replay-{}-{n_replay}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
-            let v = crate::verilog::verilog_of(&mut Core::default(), "qkd_core");
+            let v = crate::verilog::verilog_of(&mut Core::with_features(0, 150_000_000, self.features), "qkd_core");
             std::fs::write(dir.join("core.v"), v).unwrap();
             let hex: String = self
                 .stim
@@ -1340,6 +1388,73 @@ endmodule
         assert_eq!(tag_pairs(&words), want);
         assert_eq!(tb.rd(STATUS.addr) & (1 << 9 | 1 << 1), 1 << 1, "TAG_EMPTY, no TAG_LOST");
         assert_eq!(tb.rd(TAG_LEVEL.addr), 0);
+        tb.verilog_replay();
+    }
+
+    /// A core without the basis RNG, the histogram and the coincidence-only filter (like the
+    /// iCEBreaker's): FEATURES says so; RNG status, level and data read 0 and its FIFO empty
+    /// after a reseed with entropy and slots running; the histogram reads 0 after pairs went
+    /// through it; CTRL.COINC_ONLY does nothing (every test-signal pulse is tagged).
+    #[test]
+    fn core_without_rng_hist_filter() {
+        let f = FEAT_COINC | FEAT_TESTSIG;
+        let mut tb = Tb::with_features(f);
+        tb.entropy = Some(ChaCha8Rng::seed_from_u64(9));
+        assert_eq!(tb.rd(FEATURES.addr), f);
+        tb.wr(&RNG_RAW_DIV, 0, 1);
+        tb.wr(&RNG_SLOT_DIV, 0, 8);
+        tb.wr(&RNG_CMD, 0, 1);
+        setup_events(&mut tb, [3000, 0, 700, 0, 300], Some(5));
+        tb.wr(&HIST_CONFIG, 0, 1 << 4);
+        let mut words = Vec::new();
+        tb.drain_tags(&mut words);
+        let (k0, k1) = acquire(&mut tb, ACQUIRE | COINC_ONLY | TESTSIG | HIST, 1500, &mut words);
+        let want = expected_fires(&tb, k0, k1, 0x1f);
+        assert!(want.len() > 50, "{} tags", want.len());
+        assert_eq!(tag_pairs(&words), want);
+        assert_eq!(tb.rd(STATUS.addr) & 0x1fc, 0, "no RNG or histogram status");
+        assert_eq!(tb.rd(RNG_LEVEL.addr), 0);
+        assert_eq!(tb.rd(RNG_MISSED.addr), 0);
+        assert_eq!(tb.read(RNG_DATA.addr), Reply { rdata: 0, rempty: true, rvalid: true });
+        tb.wr(&HIST_ADDR, 0, 0);
+        let bins: Vec<u32> = (0..8).map(|_| tb.rd(HIST_DATA.addr)).collect();
+        assert_eq!(bins, vec![0; 8]);
+        assert_eq!(tb.rd(HIST_OVERFLOW.addr), 0);
+        assert_eq!(tb.uut.leds.val().to_u32() & 0b110, 0, "RNG LEDs off");
+        tb.verilog_replay();
+    }
+
+    /// A core with no optional block: FEATURES reads 0; the pins are tagged (the test signal
+    /// is not there to replace them); the coincidence counter's gate sequence and counts read
+    /// 0.
+    #[test]
+    fn core_without_optional_blocks() {
+        let mut tb = Tb::with_features(0);
+        assert_eq!(tb.rd(FEATURES.addr), 0);
+        setup_events(&mut tb, [9000, 9000, 9000, 9000, 9000], None);
+        tb.wr(&COINC_GROUP, 0, 0b00011);
+        tb.wr(&COINC_GATE, 0, 100);
+        tb.wr(&CTRL, 0, ACQUIRE | TESTSIG);
+        // Edges on the pins: rising on channel 0 every 20 ticks, channels 0 and 1 together.
+        let mut edges = 0;
+        for k in 0..12 {
+            tb.pins = if k % 2 == 0 { 0b00011 } else { 0 };
+            edges += (k % 2 == 0) as usize;
+            tb.idle(10);
+        }
+        tb.pins = 0;
+        tb.wr(&CTRL, 0, 0);
+        tb.idle(10);
+        let mut words = Vec::new();
+        tb.drain_tags(&mut words);
+        let tags = tag_pairs(&words);
+        assert_eq!(tags.len(), 2 * edges, "{tags:?}");
+        assert!(tags.iter().all(|t| t.1 < 2));
+        assert_eq!(tb.rd(COINC_GATE_SEQ.addr), 0);
+        for c in 0..CORE_CHANNELS {
+            assert_eq!(tb.rd(COINC_SINGLES.at(c)), 0);
+        }
+        assert_eq!(tb.rd(COINC_COUNT.at(0)), 0);
         tb.verilog_replay();
     }
 
@@ -1534,6 +1649,7 @@ endmodule
         let constant = |r: &Register| match r.name {
             "MAP_HASH" => Some(REGMAP_HASH),
             "BUILD" => Some(build_word(0, 150_000_000)),
+            "FEATURES" => Some(FEAT_ALL),
             "ID" | "VERSION" | "FILTER_LATENCY" => Some(r.reset),
             "LINK_BAD_FRAMES" => Some(0x1234),
             "LINK_SKIPPED" => Some(0xbeef),
@@ -1666,6 +1782,7 @@ mod area {
         const N: usize = CORE_CHANNELS;
         let blocks: Vec<(&str, String)> = vec![
             ("core", verilog_of(&mut Core::default(), "core")),
+            ("core_up5k", verilog_of(&mut Core::with_features(1, 60_000_000, crate::top::UP5K_FEATURES), "core_up5k")),
             ("tag_pipeline", verilog_of(&mut TagPipeline::<N>::default(), "tag_pipeline")),
             ("channel_x1", verilog_of(&mut ChannelFrontEnd::default(), "channel_x1")),
             ("coincidence", verilog_of(&mut Coincidence::<N>::default(), "coincidence")),

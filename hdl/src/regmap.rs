@@ -219,6 +219,42 @@ pub const LINK_BAD_FRAMES: Register =
 pub const LINK_SKIPPED: Register =
     reg("LINK_SKIPPED", 0x09, 16, Access::Ro, "Bytes discarded while hunting for a frame start, and bytes with a framing error, wraps");
 
+/// Optional blocks of the core present in this build (bits of [`FEATURES`]); a build leaves
+/// blocks out to fit a smaller device (the iCEBreaker's UP5K). The registers of a missing block
+/// stay in the map: its rw registers read back what was written, its status and counts read
+/// 0, its FIFO reads empty, and its control bits do nothing.
+///
+/// [`FEATURES`] bit: the coincidence counter (`COINC_*`).
+pub const FEAT_COINC: u32 = 1 << 0;
+/// [`FEATURES`] bit: the coincidence-only filter (`FILTER_*`, `CTRL.COINC_ONLY`).
+pub const FEAT_FILTER: u32 = 1 << 1;
+/// [`FEATURES`] bit: the correlation histogram (`HIST_*`, `CTRL.HIST`).
+pub const FEAT_HIST: u32 = 1 << 2;
+/// [`FEATURES`] bit: the test-signal generator (`TS_*`, `CTRL.TESTSIG`).
+pub const FEAT_TESTSIG: u32 = 1 << 3;
+/// [`FEATURES`] bit: the basis RNG (`RNG_*`).
+pub const FEAT_RNG: u32 = 1 << 4;
+/// Every optional block (the simulator's and the HX8K's build).
+pub const FEAT_ALL: u32 = FEAT_COINC | FEAT_FILTER | FEAT_HIST | FEAT_TESTSIG | FEAT_RNG;
+/// Optional blocks present; `reset` is the full build's value.
+pub const FEATURES: Register = Register {
+    reset: FEAT_ALL,
+    fields: &[
+        field("COINC", 0, 1, "coincidence counter (COINC_*)"),
+        field("FILTER", 1, 1, "coincidence-only filter (FILTER_*, CTRL.COINC_ONLY)"),
+        field("HIST", 2, 1, "correlation histogram (HIST_*, CTRL.HIST)"),
+        field("TESTSIG", 3, 1, "test-signal generator (TS_*, CTRL.TESTSIG)"),
+        field("RNG", 4, 1, "basis RNG (RNG_*)"),
+    ],
+    ..reg(
+        "FEATURES",
+        0x0A,
+        5,
+        Access::Ro,
+        "Optional blocks in this build (1 = present; reset column: the full build). A missing block's rw registers read back what was written, its status bits, counts and data read 0, its FIFO reads empty, its control bits do nothing",
+    )
+};
+
 /// Dead time per channel.
 pub const DEAD_TIME: Register = Register {
     count: CHANNELS as u8,
@@ -428,7 +464,7 @@ pub const FILTER_LATENCY: Register = Register {
 
 /// Every register, in address order.
 pub const REGISTERS: &[Register] = &[
-    ID, VERSION, MAP_HASH, BUILD, CTRL, STATUS, SCRATCH, UART_DIV, LINK_BAD_FRAMES, LINK_SKIPPED,
+    ID, VERSION, MAP_HASH, BUILD, CTRL, STATUS, SCRATCH, UART_DIV, LINK_BAD_FRAMES, LINK_SKIPPED, FEATURES,
     DEAD_TIME, CHAN_ENABLE, CHAN_FALLING, TAG_LEVEL, TAG_DATA,
     COINC_DELAY, COINC_GROUP, COINC_WINDOW, COINC_GATE, COINC_GATE_SEQ, COINC_SINGLES, COINC_COUNT,
     HIST_CONFIG, HIST_OFFSET, HIST_ADDR, HIST_DATA, HIST_CMD, HIST_OVERFLOW,

@@ -84,6 +84,16 @@ impl Board {
     pub fn baud_divisor(self) -> u16 {
         (self.clock_mhz() / 3.0).round() as u16
     }
+
+    /// Optional blocks of this board's core (`regmap::FEAT_*`, read back in `FEATURES`): all
+    /// on the HX8K; on the UP5K, which has 5 280 logic cells, only what fits beside the
+    /// tagger and the link in 60% of them ([`UP5K_FEATURES`]).
+    pub fn features(self) -> u32 {
+        match self {
+            Board::IceBreaker => UP5K_FEATURES,
+            Board::Hx8k => crate::regmap::FEAT_ALL,
+        }
+    }
 }
 
 /// The iCE40 PLL primitive (`SB_PLL40_PAD` on the UP5K, whose clock pin feeds the PLL
@@ -179,6 +189,12 @@ endmodule
     }
 }
 
+/// The iCEBreaker's core: the tagger and the test signal behind the link (2 925 of the UP5K's
+/// 5 280 logic cells); without the coincidence counter (with it: 4 465), the correlation
+/// histogram, the coincidence-only filter and the basis RNG. The host counts and correlates
+/// from the tags.
+pub const UP5K_FEATURES: u32 = crate::regmap::FEAT_TESTSIG;
+
 /// Board code of the simulator in the `BUILD` register.
 pub const BOARD_CODE_SIM: u8 = 0;
 
@@ -231,7 +247,7 @@ impl BoardTop {
             uart_tx: Default::default(),
             led: Default::default(),
             pll: Ice40Pll::new(board),
-            core: Core::new(board.code(), (board.clock_mhz() * 1e6) as u64),
+            core: Core::with_features(board.code(), (board.clock_mhz() * 1e6) as u64, board.features()),
             link: UartLink::new(board.baud_divisor()),
             lock_sync: Default::default(),
             led_r: Default::default(),

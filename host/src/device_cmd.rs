@@ -369,9 +369,10 @@ pub fn run(cmd: DeviceCommand, a: &DeviceArgs, config: Option<&Path>, json: bool
 
 fn info(dev: &mut Device, json: bool) -> Result<()> {
     let st = dev.status()?;
+    let features = dev.features()?;
     let i = dev.info().clone();
     if json {
-        return print_json(&serde_json::json!({ "device": i, "status": st, "link": dev.link_stats() }));
+        return print_json(&serde_json::json!({ "device": i, "status": st, "features": features, "link": dev.link_stats() }));
     }
     println!("transport        {}", i.transport);
     println!("board            {}", i.board_name());
@@ -380,6 +381,8 @@ fn info(dev: &mut Device, json: bool) -> Result<()> {
     println!("channels         {}", i.channels);
     println!("coinc. groups    {}", i.groups);
     println!("clock            {} MHz ({:.3} ns per tick)", i.clock_hz as f64 / 1e6, 1e9 / i.clock_hz as f64);
+    let names: Vec<&str> = regmap::FEATURES.fields.iter().filter(|f| f.get(features) != 0).map(|f| f.name).collect();
+    println!("optional blocks  {}", if names.is_empty() { "none".to_string() } else { names.join(", ").to_lowercase() });
     println!("PLL locked       {}", st.pll_locked);
     println!("tag FIFO         {} records{}", st.tag_level, if st.tag_lost { ", data LOST since acquisition start" } else { "" });
     println!("RNG FIFO         {} records", st.rng_level);
@@ -722,7 +725,7 @@ fn selftest(dev: &mut Device, s: SelftestArgs, json: bool) -> Result<()> {
         print_json(&outcomes)?;
     } else {
         for o in &outcomes {
-            println!("{:<12} {}  {}", o.name, if o.passed { "PASS" } else { "FAIL" }, o.detail);
+            println!("{:<12} {}  {}", o.name, if o.skipped { "SKIP" } else if o.passed { "PASS" } else { "FAIL" }, o.detail);
         }
     }
     let failed: Vec<_> = outcomes.iter().filter(|o| !o.passed).map(|o| o.name).collect();

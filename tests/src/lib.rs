@@ -37,6 +37,9 @@ pub struct Bench {
     pub name: &'static str,
     /// What it checks.
     pub what: &'static str,
+    /// The optional blocks it needs (`regmap::FEAT_*`); on a build without one of them
+    /// (`FEATURES`) it is skipped.
+    pub needs: u32,
     /// The testbench.
     pub run: fn(&mut Device) -> BenchResult,
 }
@@ -46,36 +49,72 @@ pub struct Bench {
 pub struct Outcome {
     /// The testbench.
     pub name: &'static str,
-    /// Passed.
+    /// Passed (or skipped).
     pub passed: bool,
+    /// Not run: the gateware lacks a block it needs (`detail` names it).
+    pub skipped: bool,
     /// What it measured, or why it failed.
     pub detail: String,
 }
 
 /// The suite, in the order it runs.
 pub const SUITE: &[Bench] = &[
-    Bench { name: "identify", what: "identification, register access and rejection of bad accesses", run: identify },
-    Bench { name: "rate", what: "the test signal at rate R gives a count rate within tolerance of R", run: test_signal_rate },
-    Bench { name: "histogram", what: "correlated pairs with delay D put the histogram peak at D", run: histogram_peak },
-    Bench { name: "coincidence", what: "coincidences are counted in window W and not outside it, with delay compensation", run: coincidence_window },
-    Bench { name: "rng", what: "the RNG health tests pass and its choices are unbiased", run: rng_health_and_bias },
-    Bench { name: "overload", what: "an overload is reported as lost data, with the exact count", run: overload_lost_count },
+    Bench { name: "identify", what: "identification, register access and rejection of bad accesses", needs: 0, run: identify },
+    Bench {
+        name: "rate",
+        what: "the test signal at rate R gives a count rate within tolerance of R",
+        needs: regmap::FEAT_TESTSIG | regmap::FEAT_COINC,
+        run: test_signal_rate,
+    },
+    Bench {
+        name: "histogram",
+        what: "correlated pairs with delay D put the histogram peak at D",
+        needs: regmap::FEAT_TESTSIG | regmap::FEAT_HIST,
+        run: histogram_peak,
+    },
+    Bench {
+        name: "coincidence",
+        what: "coincidences are counted in window W and not outside it, with delay compensation",
+        needs: regmap::FEAT_TESTSIG | regmap::FEAT_COINC,
+        run: coincidence_window,
+    },
+    Bench { name: "rng", what: "the RNG health tests pass and its choices are unbiased", needs: regmap::FEAT_RNG, run: rng_health_and_bias },
+    Bench {
+        name: "overload",
+        what: "an overload is reported as lost data, with the exact count",
+        needs: regmap::FEAT_TESTSIG | regmap::FEAT_COINC,
+        run: overload_lost_count,
+    },
 ];
 
+/// The names (lower case) of the `FEATURES` bits in `bits`.
+pub fn feature_names(bits: u32) -> Vec<String> {
+    regmap::FEATURES.fields.iter().filter(|f| f.get(bits) != 0).map(|f| f.name.to_lowercase()).collect()
+}
+
 /// Runs the testbenches whose name is in `only` (all when empty), in suite order, calling
-/// `progress` before each. Every testbench runs even when an earlier one failed.
+/// `progress` before each. Every testbench runs even when an earlier one failed; one that
+/// needs a block the gateware lacks (`FEATURES`) is skipped (passed, with `skipped` set).
 pub fn run_suite(dev: &mut Device, only: &[String], mut progress: impl FnMut(&Bench)) -> Vec<Outcome> {
+    // A device that cannot say (the read failed) is taken to have everything: its benches
+    // then fail on their own.
+    let features = dev.features().unwrap_or(regmap::FEAT_ALL);
     SUITE
         .iter()
         .filter(|b| only.is_empty() || only.iter().any(|o| o == b.name))
         .map(|b| {
+            let missing = b.needs & !features;
+            if missing != 0 {
+                let detail = format!("skipped: this gateware has no {}", feature_names(missing).join(", "));
+                return Outcome { name: b.name, passed: true, skipped: true, detail };
+            }
             progress(b);
             let r = (b.run)(dev);
             // Leave the core quiet for the next testbench, whatever happened.
             let _ = quiet(dev);
             match r {
-                Ok(detail) => Outcome { name: b.name, passed: true, detail },
-                Err(e) => Outcome { name: b.name, passed: false, detail: e.to_string() },
+                Ok(detail) => Outcome { name: b.name, passed: true, skipped: false, detail },
+                Err(e) => Outcome { name: b.name, passed: false, skipped: false, detail: e.to_string() },
             }
         })
         .collect()

@@ -2,7 +2,7 @@
 //! board tops of both kinds (the tagger-only `stream_<board>` and the full-core
 //! `top_<board>`), printing utilization and Fmax, or "does not fit" with the logic cells
 //! nextpnr needed. Exits non-zero if a tagger-only top fails or misses its clock; the
-//! full-core status is reported but not fatal (it does not fit the boards yet).
+//! full-core status is reported but not fatal (the core tops miss their clocks yet).
 //!
 //! Usage: `cargo run -p qkd-hdl --bin qkd-hdl-synth -- [--board icebreaker|hx8k]...
 //! [--top stream|top]... [--out build]`
