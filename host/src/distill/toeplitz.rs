@@ -44,7 +44,7 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use thiserror::Error;
 use zeroize::Zeroize;
 
@@ -337,7 +337,7 @@ fn middle_product(x: &[u64], s: SeedForm<'_>, n: usize, m: usize) -> Vec<u64> {
         SeedForm::ChaCha20(key) => (chacha_pieces(key, n + m - 1, size), true),
     };
     multiply_in_place(&mut a, &mut b, k, [len_x, len_s], b_novel);
-    b.zeroize();
+    recycle(b);
 
     // Product word w (bits [64w, 64w + 64)) = C[2w] ^ C[2w+1] << 32 ^ C[2w-1] >> 32.
     let product_word = |w: usize| -> u64 {
@@ -359,7 +359,7 @@ fn middle_product(x: &[u64], s: SeedForm<'_>, n: usize, m: usize) -> Vec<u64> {
             }
         })
         .collect();
-    a.zeroize();
+    recycle(a);
     clear_tail(&mut y, m);
     y
 }
@@ -394,8 +394,11 @@ fn unpacked(words: &[u64], pieces: usize, size: usize) -> Vec<u64> {
 /// CPU running the process: that cost 28 % of the run time on 10^8-bit blocks (`perf`). Large
 /// arrays are also advised to use transparent huge pages (see [`advise_huge_pages`]).
 fn fresh_array(size: usize, fill: impl Fn(usize, &mut [MaybeUninit<u64>]) + Sync) -> Vec<u64> {
-    let mut out: Vec<u64> = Vec::with_capacity(size);
-    advise_huge_pages(out.spare_capacity_mut());
+    let mut out = spare_array(size).unwrap_or_else(|| {
+        let mut v: Vec<u64> = Vec::with_capacity(size);
+        advise_huge_pages(v.spare_capacity_mut());
+        v
+    });
     out.spare_capacity_mut()[..size]
         .par_chunks_mut(PAR_CHUNK)
         .enumerate()
@@ -403,6 +406,44 @@ fn fresh_array(size: usize, fill: impl Fn(usize, &mut [MaybeUninit<u64>]) + Sync
     // SAFETY: `fill` initialized all `size` elements (every chunk, every element).
     unsafe { out.set_len(size) };
     out
+}
+
+/// Transform arrays at least this long (elements) are kept for reuse by [`recycle`].
+const RECYCLE_MIN: usize = 1 << 16;
+/// At most this many arrays are kept (the two factors of one product).
+const RECYCLE_MAX: usize = 2;
+
+/// Zeroized transform arrays kept for the next product: a fresh 64 MiB array costs page faults
+/// and the kernel's zeroing of every page (a fifth of the time of a 10^8-bit hash per `perf`),
+/// a kept one neither. At most [`RECYCLE_MAX`] arrays, so the memory held is that of the
+/// largest product computed so far; the arrays hold only zeros.
+static SPARE: Mutex<Vec<Vec<u64>>> = Mutex::new(Vec::new());
+
+/// An empty kept array with room for `size` elements, not more than twice that, if any.
+fn spare_array(size: usize) -> Option<Vec<u64>> {
+    if size < RECYCLE_MIN {
+        return None;
+    }
+    let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
+    let i = spare.iter().position(|v| v.capacity() >= size && v.capacity() <= 2 * size)?;
+    Some(spare.swap_remove(i))
+}
+
+/// Zeroizes `v` (in parallel) and keeps it for [`spare_array`], or frees it.
+fn recycle(mut v: Vec<u64>) {
+    v.par_chunks_mut(PAR_CHUNK).for_each(|c| c.zeroize());
+    v.clear(); // the elements are zero now; no spare capacity was ever written
+    if v.capacity() < RECYCLE_MIN {
+        return;
+    }
+    let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
+    if spare.len() < RECYCLE_MAX {
+        spare.push(v);
+    } else if let Some(small) = spare.iter_mut().min_by_key(|k| k.capacity()) {
+        if small.capacity() < v.capacity() {
+            *small = v;
+        }
+    }
 }
 
 /// Asks Linux to back the 2 MiB-aligned part of `buf` (not yet touched) with transparent huge
