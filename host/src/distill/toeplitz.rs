@@ -34,7 +34,10 @@
 //! (N = 2^23 for n = 10^8, m = n/2), done four at a time with AVX2 + VPCLMULQDQ, else one at a
 //! time with PCLMULQDQ, else in portable code (chosen at run time), with rayon splitting every
 //! transform and basis conversion across threads. Above the leaf size two FFT levels are fused
-//! per pass over memory, and the basis conversion runs in cache-sized tiles.
+//! per pass over memory, and the basis conversion runs in cache-sized tiles. Seeds given in
+//! the novel-basis encoding ([`ToeplitzSeed::Novel`], [`ToeplitzSeed::ChaCha20`]) skip the
+//! seed's basis conversion; the transform arrays are backed by transparent huge pages and the
+//! two largest are kept, zeroized, for the next call.
 //!
 //! Intermediate arrays hold key-dependent values and are zeroized before they are freed.
 //!
