@@ -218,6 +218,10 @@ pub struct Core {
     acq_prev: DFF<Bit>,
     // RNG slots, entropy sampling and record FIFO.
     slot_cnt: DFF<Bits<32>>,
+    // `slot_cnt > 1` and `raw_cnt > 1`, kept in step with the counters (no compare chain in
+    // front of the reload).
+    slot_gt1: DFF<Bit>,
+    raw_gt1: DFF<Bit>,
     slot: DFF<Bit>,
     slot_on: DFF<Bit>,
     raw_cnt: DFF<Bits<16>>,
@@ -480,6 +484,8 @@ impl Core {
             lost: Default::default(),
             acq_prev: Default::default(),
             slot_cnt: Default::default(),
+            slot_gt1: Default::default(),
+            raw_gt1: Default::default(),
             slot: Default::default(),
             slot_on: Default::default(),
             raw_cnt: Default::default(),
@@ -588,7 +594,7 @@ impl Logic for Core {
             s_rng_missed, s_wo, ack, rdata, rempty, rvalid, ctrl, uart_div_r, chan_enable, chan_falling,
             coinc_window, coinc_gate, hist_config, hist_offset, hist_addr, ts_config, ts_pair_delay, rng_config,
             rng_thr_z, rng_thr_class, rng_cutoff, rng_slot_div, rng_raw_div, filter_window, filter_pass,
-            hist_clear, rng_reseed, rng_hclear, fire_r, lost, acq_prev, slot_cnt, slot, slot_on, raw_cnt,
+            hist_clear, rng_reseed, rng_hclear, fire_r, lost, acq_prev, slot_cnt, slot_gt1, raw_gt1, slot, slot_on, raw_cnt,
             raw_valid, raw_bit, raw_on, rf_occ, rf_room, rf_pend, rf_out, rf_valid, rf_level, ld_on, ld_cnt,
             ld_v, ld_hi
         );
@@ -982,21 +988,27 @@ impl Logic for Core {
         self.raw_valid.d.next = false;
         self.raw_bit.d.next = self.ent_sync.sig_out.val();
         if self.raw_on.q.val() {
-            if self.raw_cnt.q.val() <= 1 {
+            if !self.raw_gt1.q.val() {
                 self.raw_cnt.d.next = self.rng_raw_div.q.val();
+                self.raw_gt1.d.next = self.rng_raw_div.q.val().get_bits::<15>(1).any();
                 self.raw_valid.d.next = true;
             } else {
                 self.raw_cnt.d.next = self.raw_cnt.q.val() - 1;
+                self.raw_gt1.d.next =
+                    self.raw_cnt.q.val().get_bits::<14>(2).any() | (self.raw_cnt.q.val().get_bits::<2>(0) == 3);
             }
         }
         self.slot_on.d.next = self.rng_slot_div.q.val().any();
         self.slot.d.next = false;
         if self.slot_on.q.val() {
-            if self.slot_cnt.q.val() <= 1 {
+            if !self.slot_gt1.q.val() {
                 self.slot_cnt.d.next = self.rng_slot_div.q.val();
+                self.slot_gt1.d.next = self.rng_slot_div.q.val().get_bits::<31>(1).any();
                 self.slot.d.next = true;
             } else {
                 self.slot_cnt.d.next = self.slot_cnt.q.val() - 1;
+                self.slot_gt1.d.next =
+                    self.slot_cnt.q.val().get_bits::<30>(2).any() | (self.slot_cnt.q.val().get_bits::<2>(0) == 3);
             }
         }
         self.rng.raw_bit.next = self.raw_bit.q.val();

@@ -17,7 +17,9 @@
 //! sample on which a test fails is not passed. The cutoff ports pass a register first (the
 //! cutoff in effect, with 0 — the power-on value of the core's register, before the host
 //! writes one — replaced by the default, H = 1, α = 2^-20: 21 and 589), which keeps the zero
-//! test out of the tests' compare path.
+//! test out of the tests' compare path; so do the cutoff minus 1 and a flag for a cutoff of at
+//! most 1, so that "count + 1 reaches the cutoff" is one compare of registers, no adder
+//! before it.
 //! Cycle model: [`crate::rng_model::HealthModel`].
 
 use rust_hdl::prelude::*;
@@ -67,8 +69,16 @@ pub struct HealthTests {
     apt_now: Signal<Local, Bit>,
     // The cutoffs in effect (0 replaced by the default), registered: the zero test and the
     // default select stay out of the test's compare path.
-    rct_eff: DFFWithInit<Bits<RCT_CUTOFF_BITS>>,
     apt_eff: DFFWithInit<Bits<APT_CUTOFF_BITS>>,
+    // The cutoffs in effect minus 1, and whether they are at most 1, registered alongside:
+    // `count + 1 >= cutoff` is tested as `count >= cutoff - 1`, so no adder runs in front of
+    // the compare.
+    rct_eff_m1: DFFWithInit<Bits<RCT_CUTOFF_BITS>>,
+    apt_eff_m1: DFFWithInit<Bits<APT_CUTOFF_BITS>>,
+    rct_eff_le1: DFF<Bit>,
+    apt_eff_le1: DFF<Bit>,
+    rct_sel: Signal<Local, Bits<RCT_CUTOFF_BITS>>,
+    apt_sel: Signal<Local, Bits<APT_CUTOFF_BITS>>,
     rct_default: Constant<Bits<RCT_CUTOFF_BITS>>,
     apt_default: Constant<Bits<APT_CUTOFF_BITS>>,
 }
@@ -102,8 +112,13 @@ impl Default for HealthTests {
             apt_new: Default::default(),
             rct_now: Default::default(),
             apt_now: Default::default(),
-            rct_eff: DFFWithInit::new((RCT_CUTOFF_DEFAULT as u64).to_bits()),
             apt_eff: DFFWithInit::new((APT_CUTOFF_DEFAULT as u64).to_bits()),
+            rct_eff_m1: DFFWithInit::new((RCT_CUTOFF_DEFAULT as u64 - 1).to_bits()),
+            apt_eff_m1: DFFWithInit::new((APT_CUTOFF_DEFAULT as u64 - 1).to_bits()),
+            rct_eff_le1: Default::default(),
+            apt_eff_le1: Default::default(),
+            rct_sel: Default::default(),
+            apt_sel: Default::default(),
             rct_default: Constant::new((RCT_CUTOFF_DEFAULT as u64).to_bits()),
             apt_default: Constant::new((APT_CUTOFF_DEFAULT as u64).to_bits()),
         }
@@ -114,7 +129,7 @@ impl Logic for HealthTests {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self, clock, rct_eff, apt_eff, rct_last, rct_cnt, apt_ref, apt_cnt, apt_idx, rct_fail,
+            self, clock, apt_eff, rct_eff_m1, apt_eff_m1, rct_eff_le1, apt_eff_le1, rct_last, rct_cnt, apt_ref, apt_cnt, apt_idx, rct_fail,
             apt_fail, start_ok, obit, ovalid
         );
         self.obit.d.next = self.raw_bit.val();
@@ -126,15 +141,25 @@ impl Logic for HealthTests {
             self.rct_new.next = 1.into();
         }
         // A cutoff of 0 (also the power-on value of the registers) selects the default.
-        self.rct_eff.d.next = self.rct_cutoff.val();
+        self.rct_sel.next = self.rct_cutoff.val();
         if !self.rct_cutoff.val().any() {
-            self.rct_eff.d.next = self.rct_default.val();
+            self.rct_sel.next = self.rct_default.val();
         }
-        self.apt_eff.d.next = self.apt_cutoff.val();
+        self.apt_sel.next = self.apt_cutoff.val();
         if !self.apt_cutoff.val().any() {
-            self.apt_eff.d.next = self.apt_default.val();
+            self.apt_sel.next = self.apt_default.val();
         }
-        self.rct_now.next = self.rct_new.val() >= bit_cast::<9, RCT_CUTOFF_BITS>(self.rct_eff.q.val());
+        self.apt_eff.d.next = self.apt_sel.val();
+        self.rct_eff_m1.d.next = self.rct_sel.val() - 1;
+        self.apt_eff_m1.d.next = self.apt_sel.val() - 1;
+        self.rct_eff_le1.d.next = self.rct_sel.val() <= 1;
+        self.apt_eff_le1.d.next = self.apt_sel.val() <= 1;
+        // rct_now = rct_new >= cutoff, without the adder of rct_new in front of the compare.
+        if self.rct_cnt.q.val().any() & (self.raw_bit.val() == self.rct_last.q.val()) {
+            self.rct_now.next = self.rct_cnt.q.val() >= self.rct_eff_m1.q.val();
+        } else {
+            self.rct_now.next = self.rct_eff_le1.q.val();
+        }
         // Adaptive proportion: occurrences of the window's first sample, this one included.
         if !self.apt_idx.q.val().any() {
             self.apt_new.next = 1.into();
@@ -143,7 +168,14 @@ impl Logic for HealthTests {
         } else {
             self.apt_new.next = bit_cast::<12, 11>(self.apt_cnt.q.val());
         }
-        self.apt_now.next = self.apt_new.val() >= bit_cast::<12, APT_CUTOFF_BITS>(self.apt_eff.q.val());
+        // apt_now = apt_new >= cutoff, likewise.
+        if !self.apt_idx.q.val().any() {
+            self.apt_now.next = self.apt_eff_le1.q.val();
+        } else if self.raw_bit.val() == self.apt_ref.q.val() {
+            self.apt_now.next = self.apt_cnt.q.val() >= self.apt_eff_m1.q.val();
+        } else {
+            self.apt_now.next = self.apt_cnt.q.val() >= self.apt_eff.q.val();
+        }
         if self.clear.val() {
             self.rct_cnt.d.next = 0.into();
             self.apt_idx.d.next = 0.into();
