@@ -142,7 +142,9 @@ pub(crate) fn decode_all_opts(code: &Code, jobs: &[Job], max_iter: u32, patience
     if !jobs.is_empty() {
         // One chunk per thread: within a chunk, lanes are refilled as frames finish, so longer
         // chunks keep the registers full.
-        let chunk = jobs.len().div_ceil(rayon::current_num_threads().max(1));
+        // At most one partly filled register per thread: up to LANES jobs stay on one thread
+        // (splitting them would only spread the idle lanes over both cores).
+        let chunk = jobs.len().div_ceil(rayon::current_num_threads().max(1)).max(LANES);
         jobs.par_chunks(chunk)
             .zip(out.par_chunks_mut(chunk))
             .zip(iters.par_chunks_mut(chunk))
