@@ -207,6 +207,10 @@ pub struct UartLink {
     t_left: DFF<Bits<11>>,
     t_wi: DFF<Bits<8>>,
     t_bi: DFF<Bits<2>>,
+    // The reply RAM's read data, registered: a payload byte leaves a byte time (10 bit
+    // periods) or more after its word's address was set, so the extra tick changes no byte,
+    // and the byte select starts from flip-flops instead of the RAM's slow output.
+    t_word: DFF<Bits<32>>,
     t_byte: Signal<Local, Bits<8>>,
     t_send: Signal<Local, Bit>,
     t_crc: Signal<Local, Bit>,
@@ -301,6 +305,7 @@ impl UartLink {
             t_left: Default::default(),
             t_wi: Default::default(),
             t_bi: Default::default(),
+            t_word: Default::default(),
             t_byte: Default::default(),
             t_send: Default::default(),
             t_crc: Default::default(),
@@ -323,7 +328,7 @@ impl Logic for UartLink {
             bad_frames_r, skipped_r, pend_valid, pend_seq, pend_cmd, pend_err, pend_payload, ex_state, ex_seq,
             ex_cmd, ex_err, ex_wdata, ex_addr, ex_count, ex_words, ex_idx, re_r, we_r,
             st_valid, st_seq0, st_seq1, st_cmd0, st_cmd1, st_words0, st_words1, tx_state, t_err, t_p, t_seq,
-            t_status, t_code, t_ecmd, t_len, t_left, t_wi, t_bi
+            t_status, t_code, t_ecmd, t_len, t_left, t_wi, t_bi, t_word
         );
         clock!(self, clock, urx, utx, rcrc, tcrc);
         self.ram.read_clock.next = self.clock.val();
@@ -691,6 +696,7 @@ impl Logic for UartLink {
             self.ram.read_address.next = bit_cast::<9, 8>(self.t_wi.q.val());
         }
         self.crc_out.next = !self.tcrc.crc.val();
+        self.t_word.d.next = self.ram.read_data.val();
         match self.tx_state.q.val() {
             TxState::Idle => {
                 if self.go.val() {
@@ -741,13 +747,13 @@ impl Logic for UartLink {
                         self.t_byte.next = self.t_ecmd.q.val();
                     }
                 } else if self.t_bi.q.val() == 0 {
-                    self.t_byte.next = self.ram.read_data.val().get_bits::<8>(0);
+                    self.t_byte.next = self.t_word.q.val().get_bits::<8>(0);
                 } else if self.t_bi.q.val() == 1 {
-                    self.t_byte.next = self.ram.read_data.val().get_bits::<8>(8);
+                    self.t_byte.next = self.t_word.q.val().get_bits::<8>(8);
                 } else if self.t_bi.q.val() == 2 {
-                    self.t_byte.next = self.ram.read_data.val().get_bits::<8>(16);
+                    self.t_byte.next = self.t_word.q.val().get_bits::<8>(16);
                 } else {
-                    self.t_byte.next = self.ram.read_data.val().get_bits::<8>(24);
+                    self.t_byte.next = self.t_word.q.val().get_bits::<8>(24);
                 }
                 self.t_send.next = true;
             }
