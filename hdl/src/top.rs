@@ -189,8 +189,8 @@ endmodule
     }
 }
 
-/// The iCEBreaker's core: the tagger and the test signal behind the link (2 925 of the UP5K's
-/// 5 280 logic cells); without the coincidence counter (with it: 4 465), the correlation
+/// The iCEBreaker's core: the tagger and the test signal behind the link (2 933 of the UP5K's
+/// 5 280 logic cells); without the coincidence counter (with it: about 4 470), the correlation
 /// histogram, the coincidence-only filter and the basis RNG. The host counts and correlates
 /// from the tags.
 pub const UP5K_FEATURES: u32 = crate::regmap::FEAT_TESTSIG;
