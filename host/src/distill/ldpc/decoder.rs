@@ -21,11 +21,6 @@
 //! earlier failed attempt ([`Job::resume`]).
 //! Convergence: a lane is a candidate when, during one iteration, the hard decisions seen by
 //! every check satisfied it; candidates are then confirmed with an exact syndrome check.
-//! Early termination: each iteration also counts, per lane, the checks its hard decisions
-//! left unsatisfied; a lane whose count has not reached a new low for [`STALL_PATIENCE`]
-//! iterations gives up (its frame is reported failed with its messages, and the blind
-//! protocol resumes it after the next reveal), so frames stuck above their threshold stop
-//! burning the iteration budget.
 
 use super::code::Code;
 use rayon::prelude::*;
@@ -117,39 +112,24 @@ pub(crate) enum Backend {
 /// Decodes all jobs (in parallel); `Some(bits)` (packed, `n` bits, matching the syndrome)
 /// or `None` after `max_iter` iterations without convergence.
 pub(crate) fn decode_all(code: &Code, jobs: &[Job], max_iter: u32) -> Decoded {
-    decode_all_opts(code, jobs, max_iter, STALL_PATIENCE, Rule::BoxPlus, Backend::Auto)
+    decode_all_with(code, jobs, max_iter, Rule::BoxPlus, Backend::Auto)
 }
-
-/// Iterations without a new low in the number of unsatisfied checks after which a lane gives
-/// up on its frame early (the frame is reported failed with its messages, so a resumed attempt
-/// after the next reveal loses little). 6 costs < 0.005 in efficiency against no early stop
-/// in `efficiency_sweep`.
-pub(crate) const STALL_PATIENCE: u32 = 6;
 
 /// [`decode_all`] with a check-node rule and a backend; also returns the iterations run per
 /// job.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn decode_all_with(code: &Code, jobs: &[Job], max_iter: u32, rule: Rule, backend: Backend) -> Decoded {
-    decode_all_opts(code, jobs, max_iter, u32::MAX, rule, backend)
-}
-
-/// [`decode_all_with`] where a lane also stops after `patience` iterations without a new
-/// low in its count of unsatisfied checks.
-pub(crate) fn decode_all_opts(code: &Code, jobs: &[Job], max_iter: u32, patience: u32, rule: Rule, backend: Backend) -> Decoded {
     let mut out: Vec<Option<Vec<u64>>> = vec![None; jobs.len()];
     let mut iters = vec![0u32; jobs.len()];
     let mut state: Vec<Option<Vec<i16>>> = vec![None; jobs.len()];
     if !jobs.is_empty() {
         // One chunk per thread: within a chunk, lanes are refilled as frames finish, so longer
         // chunks keep the registers full.
-        // At most one partly filled register per thread: up to LANES jobs stay on one thread
-        // (splitting them would only spread the idle lanes over both cores).
-        let chunk = jobs.len().div_ceil(rayon::current_num_threads().max(1)).max(LANES);
+        let chunk = jobs.len().div_ceil(rayon::current_num_threads().max(1));
         jobs.par_chunks(chunk)
             .zip(out.par_chunks_mut(chunk))
             .zip(iters.par_chunks_mut(chunk))
             .zip(state.par_chunks_mut(chunk))
-            .for_each(|(((j, o), it), st)| decode_chunk(code, j, max_iter, patience, rule, Outputs { words: o, iters: it, state: st }, backend));
+            .for_each(|(((j, o), it), st)| decode_chunk(code, j, max_iter, rule, Outputs { words: o, iters: it, state: st }, backend));
     }
     Decoded { words: out, iters, state }
 }
@@ -161,18 +141,18 @@ struct Outputs<'a> {
     state: &'a mut [Option<Vec<i16>>],
 }
 
-fn decode_chunk(code: &Code, jobs: &[Job], max_iter: u32, patience: u32, rule: Rule, out: Outputs<'_>, backend: Backend) {
+fn decode_chunk(code: &Code, jobs: &[Job], max_iter: u32, rule: Rule, out: Outputs<'_>, backend: Backend) {
     #[cfg(target_arch = "x86_64")]
     {
         if backend == Backend::Auto && std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked just above), the only requirement of
             // `decode_chunk_avx2`.
-            unsafe { decode_chunk_avx2(code, jobs, max_iter, patience, rule, out) };
+            unsafe { decode_chunk_avx2(code, jobs, max_iter, rule, out) };
             return;
         }
     }
     let _ = backend;
-    decode_chunk_impl::<Portable>(code, jobs, max_iter, patience, rule, out);
+    decode_chunk_impl::<Portable>(code, jobs, max_iter, rule, out);
 }
 
 /// [`decode_chunk_impl`] with the AVX2 operations, compiled with AVX2 enabled.
@@ -181,8 +161,8 @@ fn decode_chunk(code: &Code, jobs: &[Job], max_iter: u32, patience: u32, rule: R
 /// The CPU must support AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn decode_chunk_avx2(code: &Code, jobs: &[Job], max_iter: u32, patience: u32, rule: Rule, out: Outputs<'_>) {
-    decode_chunk_impl::<avx2::Avx2>(code, jobs, max_iter, patience, rule, out);
+unsafe fn decode_chunk_avx2(code: &Code, jobs: &[Job], max_iter: u32, rule: Rule, out: Outputs<'_>) {
+    decode_chunk_impl::<avx2::Avx2>(code, jobs, max_iter, rule, out);
 }
 
 /// Element-wise operations on 16 lanes of `i16`; both implementations must agree bit for bit.
@@ -213,22 +193,15 @@ trait Ops: Copy {
     fn mulhrs(self, o: Self) -> Self;
     /// Logical right shift by [`CORR_SHIFT`].
     fn shr_corr(self) -> Self;
-    /// Arithmetic right shift by 15: -1 where negative, else 0.
-    fn sign_mask(self) -> Self;
     /// `CORR_TABLE[self]` per lane; every lane must hold 0..=15.
     fn corr(self) -> Self;
-    /// `CORR_TABLE[self] - CORR_TABLE[o]` per lane; every lane of both must hold 0..=15.
-    #[inline(always)]
-    fn corr_diff(self, o: Self) -> Self {
-        self.corr().sub(o.corr())
-    }
     /// Box-plus magnitude of two non-negative magnitudes (see [`Rule::BoxPlus`]), ≥ 0.
     #[inline(always)]
     fn boxplus(self, b: Self) -> Self {
         let fifteen = Self::splat(15);
-        let sum = self.adds(b).shr_corr().min(fifteen);
-        let diff = self.sub(b).abs().shr_corr().min(fifteen);
-        self.min(b).add(sum.corr_diff(diff)).max(Self::splat(0))
+        let sum = self.adds(b).shr_corr().min(fifteen).corr();
+        let diff = self.sub(b).abs().shr_corr().min(fifteen).corr();
+        self.min(b).add(sum).sub(diff).max(Self::splat(0))
     }
 }
 
@@ -321,10 +294,6 @@ impl Ops for Portable {
         self.map2(self, |a, _| ((a as u16) >> CORR_SHIFT) as i16)
     }
     #[inline(always)]
-    fn sign_mask(self) -> Self {
-        self.map2(self, |a, _| a >> 15)
-    }
-    #[inline(always)]
     fn corr(self) -> Self {
         self.map2(self, |a, _| i16::from(CORR_TABLE[(a & 15) as usize]))
     }
@@ -413,10 +382,6 @@ mod avx2 {
             Avx2(unsafe { _mm256_srli_epi16::<{ super::CORR_SHIFT }>(self.0) })
         }
         #[inline(always)]
-        fn sign_mask(self) -> Self {
-            Avx2(unsafe { _mm256_srai_epi16::<15>(self.0) })
-        }
-        #[inline(always)]
         fn corr(self) -> Self {
             // Each i16 lane holds 0..=15: its low byte indexes the table (repeated in both
             // 128-bit halves), the high byte picks entry 0, which the mask clears.
@@ -427,19 +392,6 @@ mod avx2 {
                     t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12], t[13], t[14], t[15],
                 );
                 Avx2(_mm256_and_si256(_mm256_shuffle_epi8(table, self.0), _mm256_set1_epi16(0x00ff)))
-            }
-        }
-        #[inline(always)]
-        fn corr_diff(self, o: Self) -> Self {
-            // As `corr`, but unmasked: the high byte of both lookups is entry 0 (index high
-            // byte 0), so it cancels in the 16-bit difference.
-            unsafe {
-                let t = super::CORR_TABLE.map(|v| v as i8);
-                let table = _mm256_setr_epi8(
-                    t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12], t[13], t[14], t[15],
-                    t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12], t[13], t[14], t[15],
-                );
-                Avx2(_mm256_sub_epi16(_mm256_shuffle_epi8(table, self.0), _mm256_shuffle_epi8(table, o.0)))
             }
         }
     }
@@ -461,7 +413,7 @@ struct Lanes<'a> {
 }
 
 #[inline(always)]
-fn decode_chunk_impl<O: Ops>(code: &Code, jobs: &[Job], max_iter: u32, patience: u32, rule: Rule, out: Outputs<'_>) {
+fn decode_chunk_impl<O: Ops>(code: &Code, jobs: &[Job], max_iter: u32, rule: Rule, out: Outputs<'_>) {
     let mut st = Lanes {
         code,
         post: vec![[LLR_KNOWN; LANES]; code.n],
@@ -480,11 +432,8 @@ fn decode_chunk_impl<O: Ops>(code: &Code, jobs: &[Job], max_iter: u32, patience:
             next += 1;
         }
     }
-    // Fewest unsatisfied checks seen so far per lane, and iterations since it last fell.
-    let mut lane_best = [i16::MAX; LANES];
-    let mut lane_stall = [0u32; LANES];
     while lane_job.iter().any(|&j| j != usize::MAX) {
-        let (unsat, count) = match rule {
+        let unsat = match rule {
             Rule::MinSum { alpha_num } => st.iterate::<O>(alpha_num),
             Rule::BoxPlus => st.iterate_bp::<O>(),
         };
@@ -493,12 +442,6 @@ fn decode_chunk_impl<O: Ops>(code: &Code, jobs: &[Job], max_iter: u32, patience:
             if lane_job[lane] != usize::MAX {
                 lane_iter[lane] += 1;
                 candidates |= unsat[lane] >= 0;
-                if count[lane] < lane_best[lane] {
-                    lane_best[lane] = count[lane];
-                    lane_stall[lane] = 0;
-                } else {
-                    lane_stall[lane] += 1;
-                }
             }
         }
         let exact = if candidates { st.exact_unsat::<O>() } else { [-1; LANES] };
@@ -508,7 +451,7 @@ fn decode_chunk_impl<O: Ops>(code: &Code, jobs: &[Job], max_iter: u32, patience:
                 continue;
             }
             let ok = unsat[lane] >= 0 && exact[lane] >= 0;
-            if ok || lane_iter[lane] >= max_iter || lane_stall[lane] >= patience {
+            if ok || lane_iter[lane] >= max_iter {
                 if ok {
                     out.words[job] = Some(st.hard_decision(lane));
                 } else {
@@ -516,8 +459,6 @@ fn decode_chunk_impl<O: Ops>(code: &Code, jobs: &[Job], max_iter: u32, patience:
                 }
                 out.iters[job] = lane_iter[lane];
                 lane_iter[lane] = 0;
-                lane_best[lane] = i16::MAX;
-                lane_stall[lane] = 0;
                 if next < jobs.len() {
                     st.load(lane, &jobs[next]);
                     lane_job[lane] = next;
@@ -571,16 +512,14 @@ impl Lanes<'_> {
     }
 
     /// One layered iteration over all rows. Returns per lane a negative value when some
-    /// check was unsatisfied by the hard decisions it saw, and per lane the number of such
-    /// checks (saturating at `i16::MAX`).
+    /// check was unsatisfied by the hard decisions it saw.
     #[inline(always)]
-    fn iterate<O: Ops>(&mut self, alpha: i16) -> (V, V) {
+    fn iterate<O: Ops>(&mut self, alpha: i16) -> V {
         let code = self.code;
         let (post, msg, syn, tmp) = (&mut self.post[..], &mut self.msg[..], &self.syn[..], &mut self.tmp[..]);
         let scale = O::splat(alpha * 1024);
         let (one, top, bottom) = (O::splat(1), O::splat(LLR_MAX), O::splat(-LLR_MAX));
         let mut unsat = O::splat(0);
-        let (zero, mut count) = (O::splat(0), O::splat(0));
         for r in 0..code.m {
             let (lo, hi) = (code.row_ptr[r] as usize, code.row_ptr[r + 1] as usize);
             let cols = &code.cols[lo..hi];
@@ -607,7 +546,6 @@ impl Lanes<'_> {
                 j = j.add(one);
             }
             unsat = unsat.or(parity);
-            count = count.adds(zero.sub(parity.sign_mask()));
             let m1 = min1.mulhrs(scale).min(top);
             let m2 = min2.mulhrs(scale).min(top);
             let mut j = O::splat(0);
@@ -620,23 +558,21 @@ impl Lanes<'_> {
                 j = j.add(one);
             }
         }
-        let (mut out, mut cnt) = ([0; LANES], [0; LANES]);
+        let mut out = [0; LANES];
         unsat.store(&mut out);
-        count.store(&mut cnt);
-        (out, cnt)
+        out
     }
 
     /// [`Lanes::iterate`] with the box-plus rule: a forward pass stores the extrinsic value
     /// of every edge and the box-plus of the magnitudes before it; a backward pass combines
     /// that with the box-plus of the magnitudes after it.
     #[inline(always)]
-    fn iterate_bp<O: Ops>(&mut self) -> (V, V) {
+    fn iterate_bp<O: Ops>(&mut self) -> V {
         let code = self.code;
         let (post, msg, syn) = (&mut self.post[..], &mut self.msg[..], &self.syn[..]);
         let (tmp, fwd) = (&mut self.tmp[..], &mut self.fwd[..]);
         let (one, top, bottom) = (O::splat(1), O::splat(LLR_MAX), O::splat(-LLR_MAX));
         let mut unsat = O::splat(0);
-        let (zero, mut count) = (O::splat(0), O::splat(0));
         for r in 0..code.m {
             let (lo, hi) = (code.row_ptr[r] as usize, code.row_ptr[r + 1] as usize);
             let cols = &code.cols[lo..hi];
@@ -656,7 +592,6 @@ impl Lanes<'_> {
                 acc = acc.boxplus(t.abs());
             }
             unsat = unsat.or(parity);
-            count = count.adds(zero.sub(parity.sign_mask()));
             let mut acc = top;
             for (((&c, m), t), f) in cols.iter().zip(msgs.iter_mut()).zip(tmp.iter()).zip(fwd.iter()).rev() {
                 let t = O::load(t);
@@ -667,10 +602,9 @@ impl Lanes<'_> {
                 t.adds(v).min(top).max(bottom).store(&mut post[c as usize]);
             }
         }
-        let (mut out, mut cnt) = ([0; LANES], [0; LANES]);
+        let mut out = [0; LANES];
         unsat.store(&mut out);
-        count.store(&mut cnt);
-        (out, cnt)
+        out
     }
 
     /// Exact syndrome check of the current hard decisions: negative per unsatisfied lane.

@@ -54,18 +54,14 @@ pub const MIN_KEY_BITS: usize = 1024;
 pub const MAX_QBER: f64 = 0.15;
 
 /// Efficiency of the first attempt relative to the target, and of the last (all punctured
-/// bits revealed); blind rounds step evenly in between (0.05 per round). Set from
-/// [`simulate`] runs (`efficiency_sweep`, 1 Mbit keys) with the version-3 codes and the
-/// box-plus decoder. Finer steps gain efficiency but cost round trips (the station's
-/// interactivity budget allows about 6 reveal rounds) and decoding throughput (every round
-/// re-runs the failed frames in partly filled lanes): 16 rounds of 0.024 from target + 0.02
-/// gave f 1.200 / 1.162 / 1.147 / 1.136 / 1.133 at QBER 1–5 % against 1.216 / 1.165 / 1.154 /
-/// 1.147 / 1.142 for these 6 rounds, at 60–70 % of their decoding throughput; starting at the
-/// target itself gains another 0.005–0.015 with many more rounds.
-const F_FIRST_ABOVE_TARGET: f64 = 0.02;
-const F_LAST_ABOVE_TARGET: f64 = 0.32;
+/// bits revealed); blind rounds step evenly in between. Set from [`simulate`] runs with the
+/// current codes and the box-plus decoder, whose decoding threshold at n = 16384 lies near
+/// f ≈ 1.1 (QBER 3–5 %) to 1.2 (QBER 1 %): the first attempt is made at target + 0.05 and the
+/// frames that fail climb in steps of about 0.05.
+const F_FIRST_ABOVE_TARGET: f64 = 0.05;
+const F_LAST_ABOVE_TARGET: f64 = 0.40;
 /// Default number of reveal round trips.
-const REVEAL_ROUNDS: u32 = 6;
+const REVEAL_ROUNDS: u32 = 8;
 /// Layered box-plus iterations per decoding attempt (a frame retried after a reveal resumes
 /// from its messages, so iterations are not wasted on it).
 const MAX_ITERATIONS: u32 = 30;
@@ -220,17 +216,15 @@ fn binary_entropy(p: f64) -> f64 {
     }
 }
 
-/// Frame length (bits) for a key of `n_bits`: long frames decode closer to capacity (at QBER
-/// 4 %, f ≈ 1.125 at n = 32768 against 1.135 at 16384 with the same codes), but a block
-/// should span many frames so that the 16 lanes of both cores' decoders have work (with
-/// 1 Mbit blocks, n = 32768 halved the decoding throughput).
+/// Frame length (bits) for a key of `n_bits`: long frames decode closer to capacity, but a
+/// block should still span several frames so both cores have work.
 fn frame_len_for(n_bits: usize) -> usize {
     (n_bits / 4).next_power_of_two().clamp(2048, 16384)
 }
 
 /// Chooses parameters for reconciling `n_bits` key bits at QBER `qber` (probability), aiming
 /// at an average efficiency near `target_efficiency`: the first attempt runs at
-/// `f ≈ target + 0.02` and 6 blind rounds can lower the rate to `f ≈ target + 0.32` (offsets
+/// `f ≈ target + 0.05` and the blind rounds can lower the rate to `f ≈ target + 0.40` (offsets
 /// that reflect the present codes; see [`simulate`] for what is reached).
 pub fn choose_params(qber: f64, n_bits: usize, target_efficiency: f64) -> Result<LdpcParams, LdpcError> {
     if !(qber > 0.0 && qber <= MAX_QBER) {
@@ -1064,4 +1058,3 @@ mod tests {
         }
     }
 }
-
