@@ -236,15 +236,19 @@ pub const FEAT_TESTSIG: u32 = 1 << 3;
 pub const FEAT_RNG: u32 = 1 << 4;
 /// Every optional block (the simulator's and the HX8K's build).
 pub const FEAT_ALL: u32 = FEAT_COINC | FEAT_FILTER | FEAT_HIST | FEAT_TESTSIG | FEAT_RNG;
+/// Bit position of a one-bit `FEAT_*` mask (the fields of [`FEATURES`] derive from the masks).
+const fn feature_bit(mask: u32) -> u8 {
+    mask.trailing_zeros() as u8
+}
 /// Optional blocks present; `reset` is the full build's value.
 pub const FEATURES: Register = Register {
     reset: FEAT_ALL,
     fields: &[
-        field("COINC", 0, 1, "coincidence counter (COINC_*)"),
-        field("FILTER", 1, 1, "coincidence-only filter (FILTER_*, CTRL.COINC_ONLY)"),
-        field("HIST", 2, 1, "correlation histogram (HIST_*, CTRL.HIST)"),
-        field("TESTSIG", 3, 1, "test-signal generator (TS_*, CTRL.TESTSIG)"),
-        field("RNG", 4, 1, "basis RNG (RNG_*)"),
+        field("COINC", feature_bit(FEAT_COINC), 1, "coincidence counter (COINC_*)"),
+        field("FILTER", feature_bit(FEAT_FILTER), 1, "coincidence-only filter (FILTER_*, CTRL.COINC_ONLY)"),
+        field("HIST", feature_bit(FEAT_HIST), 1, "correlation histogram (HIST_*, CTRL.HIST)"),
+        field("TESTSIG", feature_bit(FEAT_TESTSIG), 1, "test-signal generator (TS_*, CTRL.TESTSIG)"),
+        field("RNG", feature_bit(FEAT_RNG), 1, "basis RNG (RNG_*)"),
     ],
     ..reg(
         "FEATURES",

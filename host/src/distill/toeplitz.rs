@@ -205,12 +205,11 @@ pub fn toeplitz_direct(
     let n = input.len();
     with_seed(input, out_bits, seed, |x, s| {
         let needed = seed_len(n, out_bits);
-        let monomial = match s {
-            SeedForm::Monomial(w) => SecretBits::from_words(w.to_vec(), needed),
-            SeedForm::Novel(w) => monomial_seed(&SecretBits::from_words(w.to_vec(), needed)),
-            SeedForm::ChaCha20(key) => seed_bits(key, needed),
+        let s: Vec<u64> = match s {
+            SeedForm::Monomial(w) => w.to_vec(),
+            SeedForm::Novel(w) => masked_words(&monomial_seed(&SecretBits::from_words(w.to_vec(), needed))).collect(),
+            SeedForm::ChaCha20(key) => masked_words(&seed_bits(key, needed)).collect(),
         };
-        let s: Vec<u64> = masked_words(&monomial).collect();
         let mut y = SecretBits::zeros(out_bits);
         for i in 0..out_bits {
             if direct_bit(x, &s, n, i) {
@@ -258,25 +257,28 @@ fn with_seed(
         });
     }
     let needed = seed_len(n, out_bits);
-    let explicit = match seed {
-        ToeplitzSeed::ChaCha20(_) => None,
-        ToeplitzSeed::Bits(bits) | ToeplitzSeed::Novel(bits) => {
-            if bits.len() != needed {
-                return Err(ToeplitzError::SeedLength {
-                    got: bits.len(),
-                    needed,
-                    out_bits,
-                    in_bits: n,
-                });
-            }
-            Some(masked_words(bits).collect::<Vec<u64>>())
+    let checked = |bits: &SecretBits| {
+        if bits.len() != needed {
+            return Err(ToeplitzError::SeedLength {
+                got: bits.len(),
+                needed,
+                out_bits,
+                in_bits: n,
+            });
         }
+        Ok(masked_words(bits).collect::<Vec<u64>>())
     };
-    let form = match (seed, &explicit) {
-        (ToeplitzSeed::ChaCha20(key), _) => SeedForm::ChaCha20(key),
-        (ToeplitzSeed::Bits(_), Some(w)) => SeedForm::Monomial(w),
-        (ToeplitzSeed::Novel(_), Some(w)) => SeedForm::Novel(w),
-        _ => unreachable!("explicit seeds were copied above"),
+    let seed_words;
+    let form = match seed {
+        ToeplitzSeed::ChaCha20(key) => SeedForm::ChaCha20(key),
+        ToeplitzSeed::Bits(bits) => {
+            seed_words = checked(bits)?;
+            SeedForm::Monomial(&seed_words)
+        }
+        ToeplitzSeed::Novel(bits) => {
+            seed_words = checked(bits)?;
+            SeedForm::Novel(&seed_words)
+        }
     };
     let mut x: Vec<u64> = masked_words(input).collect();
     let y = f(&x, form);
