@@ -60,8 +60,8 @@ pub const MAX_QBER: f64 = 0.15;
 /// frames that fail climb in steps of about 0.05.
 const F_FIRST_ABOVE_TARGET: f64 = 0.05;
 const F_LAST_ABOVE_TARGET: f64 = 0.40;
-/// Default number of reveal round trips.
-const REVEAL_ROUNDS: u32 = 8;
+/// Default number of reveal round trips (the most a reconciliation with [`choose_params`] takes).
+pub const REVEAL_ROUNDS: u32 = 8;
 /// Layered box-plus iterations per decoding attempt (a frame retried after a reveal resumes
 /// from its messages, so iterations are not wasted on it).
 const MAX_ITERATIONS: u32 = 30;
