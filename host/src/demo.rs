@@ -330,7 +330,7 @@ impl Bins {
 /// finite-key length is what gets shared out.
 fn secret_weight(sifted: u64, errors: u64) -> f64 {
     let q = errors as f64 / sifted.max(1) as f64;
-    let h = if q <= 0.0 || q >= 1.0 { 0.0 } else { -q * q.log2() - (1.0 - q) * (1.0 - q).log2() };
+    let h = qkd_host::distill::finite_key::binary_entropy(q);
     sifted as f64 * (1.0 - 2.1 * h).max(0.0)
 }
 

@@ -28,6 +28,7 @@
 //! Leakage: every answered query discloses one parity bit, and [`CascadeStats::leaked_bits`]
 //! counts exactly the answered queries.
 
+use crate::distill::finite_key::binary_entropy;
 use std::collections::BTreeSet;
 use std::time::Instant;
 
@@ -207,15 +208,6 @@ impl CascadeParams {
 /// Smallest `l` with 2^l >= n.
 fn ceil_log2(n: u64) -> u8 {
     (64 - n.saturating_sub(1).leading_zeros()) as u8
-}
-
-/// Binary entropy h(p) = -p log2 p - (1-p) log2 (1-p), in bits; 0 at p = 0 or 1.
-pub fn h2(p: f64) -> f64 {
-    if p <= 0.0 || p >= 1.0 {
-        0.0
-    } else {
-        -p * p.log2() - (1.0 - p) * (1.0 - p).log2()
-    }
 }
 
 /// The permutation of pass `pass` for a key of `n` bits: position `i` of the pass's order holds
@@ -645,7 +637,7 @@ pub struct SimReport {
     pub qber: f64,
     /// Trials run.
     pub trials: usize,
-    /// Mean efficiency f = leaked_bits / (n h2(qber)) (1 = Shannon limit).
+    /// Mean efficiency f = leaked_bits / (n h(qber)) (1 = Shannon limit).
     pub efficiency: f64,
     /// Standard deviation of f over trials.
     pub efficiency_std: f64,
@@ -694,7 +686,7 @@ pub fn simulate(n: usize, qber: f64, trials: usize, seed: u64) -> Result<SimRepo
 pub fn simulate_with(params: &CascadeParams, qber: f64, trials: usize, seed: u64) -> Result<SimReport, CascadeError> {
     let n = params.n as usize;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let ideal = n as f64 * h2(qber);
+    let ideal = n as f64 * binary_entropy(qber);
     let (mut fs, mut frame_errors, mut leaked, mut trips, mut trips_max) = (Vec::new(), 0, 0u64, 0u64, 0u64);
     let mut busy = 0.0f64;
     for _ in 0..trials {
@@ -905,7 +897,7 @@ mod tests {
         let s = serde_json::to_string(&p).unwrap();
         assert_eq!(serde_json::from_str::<CascadeParams>(&s).unwrap(), p);
         assert_eq!(p.passes() as usize, DEFAULT_PASSES);
-        assert!((h2(0.11) - 0.4999).abs() < 1e-3);
+        assert!((binary_entropy(0.11) - 0.4999).abs() < 1e-3);
     }
 
     /// Long sweep for the report: `cargo test --release -p qkd-host --lib cascade::tests::sweep -- --ignored --nocapture`.

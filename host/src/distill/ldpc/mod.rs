@@ -32,6 +32,7 @@
 mod code;
 mod decoder;
 
+use crate::distill::finite_key::binary_entropy;
 use crate::distill::key::SecretBits;
 use code::Code;
 use decoder::{llr_key, Job, LLR_KNOWN};
@@ -204,15 +205,6 @@ impl LdpcParams {
             return bad(format!("QBER {}", self.qber));
         }
         Ok(())
-    }
-}
-
-/// Binary entropy `h(p)` in bits.
-fn binary_entropy(p: f64) -> f64 {
-    if p <= 0.0 || p >= 1.0 {
-        0.0
-    } else {
-        -p * p.log2() - (1.0 - p) * (1.0 - p).log2()
     }
 }
 
