@@ -30,6 +30,16 @@
 //! holds the gate before last). All residues are in after 32 ticks; `gate_seq` increments at
 //! [`COUNT_LATENCY`]. Hence the minimum gate of [`MIN_GATE`] ticks.
 //!
+//! # Pipeline (for timing)
+//! The read-add-write of a sum takes four ticks, so that no path runs from a block-RAM output
+//! through an adder: tick `t` presents the read address; `t + 1` registers the read data
+//! (zero for a first visit); `t + 2` registers the low 6 bits of the sum with their carry, the
+//! high 26 bits and the high bits plus one (the 26-bit incrementer runs from flip-flops to
+//! flip-flops, in parallel with the 6-bit add); `t + 3` writes the high part the carry selects.
+//! No sum is read again before its write lands: a counter is visited every 32 ticks, and a
+//! flush reads the other bank. On the HX8K the counter alone reaches 150 MHz this way; with
+//! the adder fed by the RAM output in one tick it reached 91 MHz.
+//!
 //! The cycle model is [`CoincidenceModel`]; [`GateCounts`] gives the counts a gate must have
 //! from the events alone, which the tests check the model and the RTL against.
 
@@ -55,6 +65,10 @@ pub const COUNT_ADDR_BITS: usize = 4;
 const PRE_BITS: usize = 6;
 /// Counter slots (the read address space); unused slots stay 0.
 const SLOTS: usize = 1 << COUNT_ADDR_BITS;
+/// Width of a sum's high part, which the pipeline increments separately.
+const HI_BITS: usize = COUNT_BITS - PRE_BITS;
+/// Width of a sum's low part with its carry.
+const LO_BITS: usize = PRE_BITS + 1;
 
 /// Count-RAM word of channel `c`'s singles (`c` < 8).
 pub const fn single_index(c: usize) -> usize {
@@ -96,7 +110,10 @@ pub struct Coincidence<const N: usize> {
     near: DFF<Bits<N>>,
     coinc_r: DFF<Bits<GROUPS>>,
     dh2: DFF<Bits<N>>,
-    gate_left: DFF<Bits<COUNT_BITS>>,
+    left_lo: DFF<Bits<16>>,
+    left_hi: DFF<Bits<16>>,
+    left_lo_zero: DFF<Bit>,
+    gate_reload: DFFWithInit<Bit>,
     gate_end: DFF<Bit>,
     seq: DFF<Bits<16>>,
     slot: DFF<Bits<5>>,
@@ -113,6 +130,17 @@ pub struct Coincidence<const N: usize> {
     w_fresh: DFF<Bit>,
     w_flush: DFF<Bit>,
     done: DFF<Bits<6>>,
+    rq: DFF<Bits<COUNT_BITS>>,
+    w2_en: DFF<Bit>,
+    w2_addr: DFF<Bits<5>>,
+    w2_add: DFF<Bits<PRE_BITS>>,
+    w2_flush: DFF<Bit>,
+    lo: DFF<Bits<LO_BITS>>,
+    hi: DFF<Bits<HI_BITS>>,
+    hi_inc: DFF<Bits<HI_BITS>>,
+    w3_en: DFF<Bit>,
+    w3_addr: DFF<Bits<5>>,
+    w3_flush: DFF<Bit>,
     sums: RAM<Bits<COUNT_BITS>, 5>,
     shown: RAM<Bits<COUNT_BITS>, COUNT_ADDR_BITS>,
     recent: Signal<Local, Bits<N>>,
@@ -125,6 +153,16 @@ pub struct Coincidence<const N: usize> {
     k: Signal<Local, Bits<COUNT_ADDR_BITS>>,
     ra: Signal<Local, Bits<5>>,
     sum: Signal<Local, Bits<COUNT_BITS>>,
+    rq_hi: Signal<Local, Bits<COUNT_BITS>>,
+    at_two: Signal<Local, Bit>,
+    vsel: DFFWithInit<Bits<SLOTS>>,
+    visit: Signal<Local, Bit>,
+    flushing: Signal<Local, Bit>,
+    vsel_used: Signal<Local, Bits<SLOTS>>,
+    add_acc: Signal<Local, Bits<PRE_BITS>>,
+    used: Constant<Bits<SLOTS>>,
+    one: Constant<Bits<8>>,
+    fifteen: Constant<Bits<8>>,
     fresh_n: Signal<Local, Bits<SLOTS>>,
     flush_n: Signal<Local, Bits<SLOTS>>,
     gate_eff: Signal<Local, Bits<COUNT_BITS>>,
@@ -132,6 +170,7 @@ pub struct Coincidence<const N: usize> {
     gate_hi: Constant<Bits<COUNT_BITS>>,
     latency: Constant<Bits<6>>,
     ones: Constant<Bits<SLOTS>>,
+    pre_shift: Constant<Bits<8>>,
 }
 
 impl<const N: usize> Default for Coincidence<N> {
@@ -155,7 +194,10 @@ impl<const N: usize> Default for Coincidence<N> {
             near: Default::default(),
             coinc_r: Default::default(),
             dh2: Default::default(),
-            gate_left: Default::default(),
+            left_lo: Default::default(),
+            left_hi: Default::default(),
+            left_lo_zero: Default::default(),
+            gate_reload: DFFWithInit::new(true),
             gate_end: Default::default(),
             seq: Default::default(),
             slot: Default::default(),
@@ -172,6 +214,17 @@ impl<const N: usize> Default for Coincidence<N> {
             w_fresh: Default::default(),
             w_flush: Default::default(),
             done: Default::default(),
+            rq: Default::default(),
+            w2_en: Default::default(),
+            w2_addr: Default::default(),
+            w2_add: Default::default(),
+            w2_flush: Default::default(),
+            lo: Default::default(),
+            hi: Default::default(),
+            hi_inc: Default::default(),
+            w3_en: Default::default(),
+            w3_addr: Default::default(),
+            w3_flush: Default::default(),
             // Zero contents, so that simulators agree with the iCE40 (whose block RAMs
             // power up to the bitstream's contents, zero here) before the first gate ends.
             sums: RAM::new((0..2 * SLOTS as u64).map(|a| (a.to_bits(), 0u64.to_bits())).collect()),
@@ -186,6 +239,17 @@ impl<const N: usize> Default for Coincidence<N> {
             k: Default::default(),
             ra: Default::default(),
             sum: Default::default(),
+            rq_hi: Default::default(),
+            at_two: Default::default(),
+            vsel: DFFWithInit::new(1u64.to_bits()),
+            visit: Default::default(),
+            flushing: Default::default(),
+            vsel_used: Default::default(),
+            add_acc: Default::default(),
+            // The counters that exist: singles 0..N, groups 8..8 + GROUPS.
+            used: Constant::new((((1u64 << N) - 1) | (((1u64 << GROUPS) - 1) << 8)).to_bits()),
+            one: Constant::new(1u64.to_bits()),
+            fifteen: Constant::new(15u64.to_bits()),
             fresh_n: Default::default(),
             flush_n: Default::default(),
             gate_eff: Default::default(),
@@ -193,6 +257,7 @@ impl<const N: usize> Default for Coincidence<N> {
             gate_hi: Constant::new((!(2 * MIN_GATE as u64 - 1) & 0xFFFF_FFFF).to_bits()),
             latency: Constant::new((COUNT_LATENCY as u64).to_bits()),
             ones: Constant::new(((1u64 << SLOTS) - 1).to_bits()),
+            pre_shift: Constant::new((PRE_BITS as u64).to_bits()),
         }
     }
 }
@@ -201,8 +266,9 @@ impl<const N: usize> Logic for Coincidence<N> {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self, clock, dh, seen, near, coinc_r, dh2, gate_left, gate_end, seq, slot, fresh, flush, bank, w_en,
-            w_addr, w_add, w_fresh, w_flush, done
+            self, clock, dh, seen, near, coinc_r, dh2, left_lo, left_hi, left_lo_zero, gate_reload, gate_end, vsel, seq, slot, fresh, flush, bank, w_en,
+            w_addr, w_add, w_fresh, w_flush, done, rq, w2_en, w2_addr, w2_add, w2_flush, lo, hi, hi_inc, w3_en, w3_addr,
+            w3_flush
         );
         // Delay compensation → registered delayed hits `dh`.
         self.dh_next.next = 0.into();
@@ -256,12 +322,26 @@ impl<const N: usize> Logic for Coincidence<N> {
         if (self.gate.val().get_bits::<26>(6) == 0) & (self.gate.val().get_bits::<6>(0) != 0) {
             self.gate_eff.next = (self.gate.val() & self.gate_hi.val()) | self.min_gate.val();
         }
-        if self.gate_left.q.val() <= 1 {
-            self.gate_left.d.next = self.gate_eff.val();
+        // The ticks left, `gate_left` of the model, are `left_hi:left_lo`, two 16-bit down
+        // counters (the high one moves when the low one wraps: `left_lo_zero`, registered), so
+        // that no 32-bit carry chain limits the clock. `gate_left ≤ 1` is `gate_reload`,
+        // registered: the tick after `gate_left == 2`, or after a reload with a stopped gate
+        // (a running gate reloads with at least MIN_GATE ticks; power-on reloads).
+        self.at_two.next = (self.left_hi.q.val() == 0) & (self.left_lo.q.val() == 2);
+        self.gate_end.d.next = self.at_two.val();
+        self.gate_reload.d.next = self.at_two.val();
+        if self.gate_reload.q.val() {
+            self.left_lo.d.next = self.gate_eff.val().get_bits::<16>(0);
+            self.left_hi.d.next = self.gate_eff.val().get_bits::<16>(16);
+            self.left_lo_zero.d.next = self.gate_eff.val().get_bits::<16>(0) == 0;
+            self.gate_reload.d.next = self.gate.val() == 0;
         } else {
-            self.gate_left.d.next = self.gate_left.q.val() - 1;
+            self.left_lo.d.next = self.left_lo.q.val() - 1;
+            self.left_lo_zero.d.next = self.left_lo.q.val() == 1;
+            if self.left_lo_zero.q.val() {
+                self.left_hi.d.next = self.left_hi.q.val() - 1;
+            }
         }
-        self.gate_end.d.next = self.gate_left.q.val() == 2;
         // Counted events of this tick (`dh2` and `coinc_r`, both one tick old) by slot.
         self.ev.next = 0.into();
         for i in 0..N {
@@ -270,19 +350,36 @@ impl<const N: usize> Logic for Coincidence<N> {
         for g in 0..GROUPS {
             self.ev.next = self.ev.val().replace_bit(g + 8, self.coinc_r.q.val().get_bit(g));
         }
-        // Write stage: the sum read in the previous tick plus the staged prescaler.
-        self.sum.next = bit_cast::<COUNT_BITS, PRE_BITS>(self.w_add.q.val());
-        if !self.w_fresh.q.val() {
-            self.sum.next = self.sums.read_data.val() + bit_cast::<COUNT_BITS, PRE_BITS>(self.w_add.q.val());
+        // Sum pipeline (see the module doc): read data (t + 1), split add (t + 2), write (t + 3).
+        self.rq.d.next = self.sums.read_data.val();
+        if self.w_fresh.q.val() {
+            self.rq.d.next = 0.into();
         }
+        self.w2_en.d.next = self.w_en.q.val();
+        self.w2_addr.d.next = self.w_addr.q.val();
+        self.w2_add.d.next = self.w_add.q.val();
+        self.w2_flush.d.next = self.w_flush.q.val();
+        self.lo.d.next = bit_cast::<LO_BITS, PRE_BITS>(self.rq.q.val().get_bits::<PRE_BITS>(0))
+            + bit_cast::<LO_BITS, PRE_BITS>(self.w2_add.q.val());
+        self.rq_hi.next = self.rq.q.val() >> self.pre_shift.val();
+        self.hi.d.next = self.rq_hi.val().get_bits::<HI_BITS>(0);
+        self.hi_inc.d.next = self.rq_hi.val().get_bits::<HI_BITS>(0) + 1;
+        self.w3_en.d.next = self.w2_en.q.val();
+        self.w3_addr.d.next = self.w2_addr.q.val();
+        self.w3_flush.d.next = self.w2_flush.q.val();
+        self.sum.next = bit_cast::<COUNT_BITS, HI_BITS>(self.hi.q.val()) << self.pre_shift.val();
+        if (self.lo.q.val() >> self.pre_shift.val()).any() {
+            self.sum.next = bit_cast::<COUNT_BITS, HI_BITS>(self.hi_inc.q.val()) << self.pre_shift.val();
+        }
+        self.sum.next = self.sum.val() | bit_cast::<COUNT_BITS, PRE_BITS>(self.lo.q.val().get_bits::<PRE_BITS>(0));
         self.sums.write_clock.next = self.clock.val();
-        self.sums.write_address.next = self.w_addr.q.val();
+        self.sums.write_address.next = self.w3_addr.q.val();
         self.sums.write_data.next = self.sum.val();
-        self.sums.write_enable.next = self.w_en.q.val();
+        self.sums.write_enable.next = self.w3_en.q.val();
         self.shown.write_clock.next = self.clock.val();
-        self.shown.write_address.next = self.w_addr.q.val().get_bits::<COUNT_ADDR_BITS>(0);
+        self.shown.write_address.next = self.w3_addr.q.val().get_bits::<COUNT_ADDR_BITS>(0);
         self.shown.write_data.next = self.sum.val();
-        self.shown.write_enable.next = self.w_en.q.val() & self.w_flush.q.val();
+        self.shown.write_enable.next = self.w3_en.q.val() & self.w3_flush.q.val();
         // Read stage: even ticks visit counter k in the current bank, odd ticks flush k's
         // residue into the old bank (once per gate end); the gate's last tick does neither.
         self.slot.d.next = self.slot.q.val() + 1;
@@ -294,12 +391,29 @@ impl<const N: usize> Logic for Coincidence<N> {
         self.sums.read_clock.next = self.clock.val();
         self.sums.read_address.next = self.ra.val();
         self.w_addr.d.next = self.ra.val();
-        self.w_en.d.next = false;
-        self.w_add.d.next = 0.into();
-        self.w_fresh.d.next = false;
-        self.w_flush.d.next = false;
+        // The counter visited or flushed this tick is the one-hot `vsel` (bit k), which
+        // advances after every odd tick: the selects below are AND-OR trees over the
+        // counters, not a chain of comparisons of `k`.
+        self.vsel.d.next = self.vsel.q.val();
+        if self.slot.q.val().get_bit(0) {
+            self.vsel.d.next = (self.vsel.q.val() << self.one.val()) | (self.vsel.q.val() >> self.fifteen.val());
+        }
+        self.visit.next = !self.slot.q.val().get_bit(0) & !self.gate_end.q.val();
+        self.flushing.next = self.slot.q.val().get_bit(0) & !self.gate_end.q.val();
+        self.vsel_used.next = self.vsel.q.val() & self.used.val();
+        self.w_en.d.next = (self.visit.val() & self.vsel_used.val().any())
+            | (self.flushing.val() & (self.vsel_used.val() & self.flush.q.val()).any());
+        self.w_fresh.d.next = self.visit.val() & (self.vsel_used.val() & self.fresh.q.val()).any();
+        self.w_flush.d.next = self.flushing.val() & (self.vsel_used.val() & self.flush.q.val()).any();
         self.fresh_n.next = self.fresh.q.val();
+        if self.visit.val() {
+            self.fresh_n.next = self.fresh.q.val() & !self.vsel_used.val();
+        }
         self.flush_n.next = self.flush.q.val();
+        if self.flushing.val() {
+            self.flush_n.next = self.flush.q.val() & !self.vsel_used.val();
+        }
+        self.add_acc.next = 0.into();
         // Singles (slot i) and groups (slot g + 8): the same logic, written once per range.
         for i in 0..N {
             self.pre_s[i].clock.next = self.clock.val();
@@ -315,21 +429,17 @@ impl<const N: usize> Logic for Coincidence<N> {
                     self.old_s[i].d.next = self.pre_s[i].q.val() + 1;
                 }
                 self.pre_s[i].d.next = 0.into();
-            } else if self.k.val().index() == i {
-                if !self.slot.q.val().get_bit(0) {
-                    self.w_en.d.next = true;
-                    self.w_add.d.next = self.pre_s[i].q.val();
-                    self.w_fresh.d.next = self.fresh.q.val().get_bit(i);
-                    self.fresh_n.next = self.fresh_n.val().replace_bit(i, false);
+            }
+            if self.vsel.q.val().get_bit(i) {
+                if self.visit.val() {
+                    self.add_acc.next = self.add_acc.val() | self.pre_s[i].q.val();
                     self.pre_s[i].d.next = 0.into();
                     if self.ev.val().get_bit(i) {
                         self.pre_s[i].d.next = 1.into();
                     }
-                } else if self.flush.q.val().get_bit(i) {
-                    self.w_en.d.next = true;
-                    self.w_add.d.next = self.old_s[i].q.val();
-                    self.w_flush.d.next = true;
-                    self.flush_n.next = self.flush_n.val().replace_bit(i, false);
+                }
+                if self.flushing.val() & self.flush.q.val().get_bit(i) {
+                    self.add_acc.next = self.add_acc.val() | self.old_s[i].q.val();
                 }
             }
         }
@@ -347,24 +457,21 @@ impl<const N: usize> Logic for Coincidence<N> {
                     self.old_g[g].d.next = self.pre_g[g].q.val() + 1;
                 }
                 self.pre_g[g].d.next = 0.into();
-            } else if self.k.val().index() == g + 8 {
-                if !self.slot.q.val().get_bit(0) {
-                    self.w_en.d.next = true;
-                    self.w_add.d.next = self.pre_g[g].q.val();
-                    self.w_fresh.d.next = self.fresh.q.val().get_bit(g + 8);
-                    self.fresh_n.next = self.fresh_n.val().replace_bit(g + 8, false);
+            }
+            if self.vsel.q.val().get_bit(g + 8) {
+                if self.visit.val() {
+                    self.add_acc.next = self.add_acc.val() | self.pre_g[g].q.val();
                     self.pre_g[g].d.next = 0.into();
                     if self.ev.val().get_bit(g + 8) {
                         self.pre_g[g].d.next = 1.into();
                     }
-                } else if self.flush.q.val().get_bit(g + 8) {
-                    self.w_en.d.next = true;
-                    self.w_add.d.next = self.old_g[g].q.val();
-                    self.w_flush.d.next = true;
-                    self.flush_n.next = self.flush_n.val().replace_bit(g + 8, false);
+                }
+                if self.flushing.val() & self.flush.q.val().get_bit(g + 8) {
+                    self.add_acc.next = self.add_acc.val() | self.old_g[g].q.val();
                 }
             }
         }
+        self.w_add.d.next = self.add_acc.val();
         self.fresh.d.next = self.fresh_n.val();
         self.flush.d.next = self.flush_n.val();
         if self.gate_end.q.val() {
@@ -434,6 +541,9 @@ pub struct CoincidenceModel {
     done: u8,
     sums: [u32; 2 * SLOTS],
     sums_rd: u32,
+    /// Sums on their way to the RAM (index 0 written in 2 ticks, index 1 in this tick):
+    /// (enable, address, sum, flush).
+    pending: [(bool, u8, u32, bool); 2],
     shown: [u32; SLOTS],
     rd_data: u32,
     ideal: GateCounts,
@@ -507,6 +617,7 @@ impl CoincidenceModel {
             done: 0,
             sums: [0; 2 * SLOTS],
             sums_rd: 0,
+            pending: [(false, 0, 0, false); 2],
             shown: [0; SLOTS],
             rd_data: 0,
             ideal: GateCounts::default(),
@@ -584,12 +695,16 @@ impl CoincidenceModel {
         let ra = k | (usize::from(self.bank != odd) << 4);
         self.sums_rd = self.sums[ra];
         self.rd_data = self.shown[usize::from(rd_addr) & (SLOTS - 1)];
-        if self.w_en {
-            self.sums[usize::from(self.w_addr)] = sum;
-            if self.w_flush {
-                self.shown[usize::from(self.w_addr) & (SLOTS - 1)] = sum;
+        // The sum of the read of two ticks ago lands now (the pipeline's extra two ticks).
+        let (en, addr, value, to_host) = self.pending[1];
+        if en {
+            self.sums[usize::from(addr)] = value;
+            if to_host {
+                self.shown[usize::from(addr) & (SLOTS - 1)] = value;
             }
         }
+        self.pending[1] = self.pending[0];
+        self.pending[0] = (self.w_en, self.w_addr, sum, self.w_flush);
         // Visits (even ticks), flushes (odd ticks) and the gate end.
         let (mut w_en, mut w_add, mut w_fresh, mut w_flush) = (false, 0u8, false, false);
         let (mut fresh, mut flush) = (self.fresh, self.flush);

@@ -20,8 +20,9 @@
 //!
 //! # Clear
 //! A tick with `clear` high starts a sweep that writes zero to every bin, one bin per tick
-//! (`2^A` ticks), with `busy` high throughout; `overflow` reads zero while `busy`. Stops that
-//! reach the counters while `busy` is high are discarded. The power-on state is all zeros.
+//! (`2^A` ticks); `busy` is high for those ticks and one more, until the last zero is
+//! written. `overflow` reads zero from the tick after `clear` on. Stops that reach the
+//! increment stage during the sweep are discarded. The power-on state is all zeros.
 //!
 //! # Read port
 //! `rd_data` shows, one tick after `rd_addr` was presented, the count of bin `rd_addr` (block
@@ -30,13 +31,25 @@
 //!
 //! # Pipeline (for timing)
 //! Every stage is registered: channel select → stop delay (block RAM, `offset` + 2 ticks; the
-//! start takes 2 ticks) → time-since-start counters → bin number → RAM read → increment and
-//! RAM write. One stop per tick can arrive forever: the increment stage takes the count
-//! either from the RAM or, when the previous tick wrote the same bin (a write that the RAM
-//! read of this count missed), from a forwarding register, so no count is lost. Saturation
-//! suppresses the write (the carry out of the 33-bit increment), so the increment is one
-//! carry chain. The bin width is a prescaler (a free-running 15-bit counter, reset by each
-//! start, whose low `shift` bits wrap once per bin) rather than a barrel shifter.
+//! start takes 2 ticks) → time-since-start counters → bin number and RAM read (E) → read data
+//! registered (M) → saturating increment (C) → RAM write (W). One stop per tick can arrive
+//! forever. A count read in tick `e` misses the writes of ticks `e`, `e + 1` and `e + 2`:
+//! * a stop in the same bin as the stop just ahead of it (in M while it is in E) is merged
+//!   into it: that one adds 2, and this one goes no further;
+//! * M takes the value being written (W: the stop two ahead) or the one written in the tick
+//!   before (the stop three ahead) instead of the RAM's when the bin matches; the match flags
+//!   are compared in E and registered, so the forwarding mux sits right behind the RAM;
+//! * a stop that reaches C in the tick after a clear sweep ended is discarded like those
+//!   during the sweep (the last zero is written while it is in C).
+//!
+//! So no count is lost, and C adds 1 or 2 to a flip-flop: two 16-bit carry chains side by
+//! side (the high half selected by the low half's carry); an overflow is registered beside
+//! the sum, and W writes 2^32 − 1 instead (saturation). No path
+//! runs from a block-RAM output through an adder, nor through a forwarding mux into one (on
+//! the HX8K the histogram alone reaches 150 MHz; with read, increment and write in one tick it
+//! reached 93 MHz). The bin width is a down counter of the ticks left in the current bin
+//! (reloaded with `2^shift − 1` at each start and each bin boundary, its zero registered)
+//! rather than a barrel shifter or a compare of a free-running prescaler.
 //!
 //! The cycle-accurate reference model is [`HistogramModel`]; the Verilated Verilog is checked
 //! against it in `qkd-sim`'s tests.
@@ -59,7 +72,7 @@ pub const HIST_CHANNEL_BITS: usize = 3;
 const PRESCALE_BITS: usize = 15;
 /// A stop in tick `t` is in its bin (the RAM) from tick `t + offset + HIST_LATENCY` on; a
 /// read presented in that tick shows it one tick later.
-pub const HIST_LATENCY: u64 = 7;
+pub const HIST_LATENCY: u64 = 9;
 
 /// A correlation histogram over `N` channels (1 ≤ N ≤ 8) with `2^A` bins (A ≤ 12).
 #[derive(LogicBlock)]
@@ -96,10 +109,13 @@ pub struct Histogram<const N: usize, const A: usize> {
     ptr: DFF<Bits<8>>,
     st2: DFF<Bit>,
     st3: DFF<Bit>,
-    // Time since the latest start: prescaler, bin counter, "beyond the last bin", "a start
-    // was seen"; the bin-width mask (registered decode of `shift`).
-    sub: DFF<Bits<PRESCALE_BITS>>,
+    // Time since the latest start: ticks left in the current bin (and "none left",
+    // registered), bin counter, "beyond the last bin", "a start was seen"; the bin-width mask
+    // (registered decode of `shift`: `2^shift − 1`) and "the mask is zero".
+    left: DFF<Bits<PRESCALE_BITS>>,
+    left_zero: DFFWithInit<Bit>,
     mask: DFF<Bits<PRESCALE_BITS>>,
+    mask_zero: DFF<Bit>,
     age: DFF<Bits<A>>,
     aov: DFF<Bit>,
     seen: DFF<Bit>,
@@ -108,11 +124,26 @@ pub struct Histogram<const N: usize, const A: usize> {
     ev: DFF<Bit>,
     ovf_ev: DFF<Bit>,
     bin: DFF<Bits<A>>,
-    // Stage C: increment and write; the forwarding register.
+    // Stage M: the count read (forwarded); `m_w`/`m_f`: the bin matches the write of W / of
+    // the tick before (registered in E).
+    m_valid: DFF<Bit>,
+    m_bin: DFF<Bits<A>>,
+    m_w: DFF<Bit>,
+    m_f: DFF<Bit>,
+    rq: DFF<Bits<HIST_COUNT_BITS>>,
+    // Stage C: increment (by 2 when the next stop merged into this one).
     c_valid: DFF<Bit>,
     c_bin: DFF<Bits<A>>,
-    fwd: DFF<Bit>,
-    fwd_data: DFF<Bits<HIST_COUNT_BITS>>,
+    c_two: DFF<Bit>,
+    // Stage W: the write (also of a clear sweep), and the previous tick's write.
+    w_we: DFF<Bit>,
+    w_clear: DFF<Bit>,
+    w_addr: DFF<Bits<A>>,
+    w_data: DFF<Bits<HIST_COUNT_BITS>>,
+    w_sat: DFF<Bit>,
+    f_we: DFF<Bit>,
+    f_addr: DFF<Bits<A>>,
+    f_data: DFF<Bits<HIST_COUNT_BITS>>,
     // Counts: `upd` is read by the increment stage, `host` by the read port; both get the
     // same writes.
     upd: RAM<Bits<HIST_COUNT_BITS>, A>,
@@ -125,11 +156,18 @@ pub struct Histogram<const N: usize, const A: usize> {
     stop_sel: Signal<Local, Bit>,
     mask_next: Signal<Local, Bits<PRESCALE_BITS>>,
     cur: Signal<Local, Bits<HIST_COUNT_BITS>>,
-    inc: Signal<Local, Bits<1>>,
-    sum: Signal<Local, Bits<33>>,
-    wa: Signal<Local, Bits<A>>,
+    lo_sum: Signal<Local, Bits<17>>,
+    hi_sum: Signal<Local, Bits<17>>,
+    sat: Signal<Local, Bit>,
+    lo_c: Signal<Local, Bit>,
+    merge: Signal<Local, Bit>,
+    new_lo: Signal<Local, Bits<16>>,
+    new_hi: Signal<Local, Bits<16>>,
+    c_we: Signal<Local, Bit>,
+    c_addr: Signal<Local, Bits<A>>,
     wd: Signal<Local, Bits<HIST_COUNT_BITS>>,
-    we: Signal<Local, Bit>,
+    half: Constant<Bits<8>>,
+    all_ones: Constant<Bits<HIST_COUNT_BITS>>,
 }
 
 impl<const N: usize, const A: usize> Default for Histogram<N, A> {
@@ -154,8 +192,10 @@ impl<const N: usize, const A: usize> Default for Histogram<N, A> {
             ptr: Default::default(),
             st2: Default::default(),
             st3: Default::default(),
-            sub: Default::default(),
+            left: Default::default(),
+            left_zero: DFFWithInit::new(true),
             mask: Default::default(),
+            mask_zero: Default::default(),
             age: Default::default(),
             aov: Default::default(),
             seen: Default::default(),
@@ -163,10 +203,22 @@ impl<const N: usize, const A: usize> Default for Histogram<N, A> {
             ev: Default::default(),
             ovf_ev: Default::default(),
             bin: Default::default(),
+            m_valid: Default::default(),
+            m_bin: Default::default(),
+            m_w: Default::default(),
+            m_f: Default::default(),
+            rq: Default::default(),
             c_valid: Default::default(),
             c_bin: Default::default(),
-            fwd: Default::default(),
-            fwd_data: Default::default(),
+            c_two: Default::default(),
+            w_we: Default::default(),
+            w_clear: Default::default(),
+            w_addr: Default::default(),
+            w_data: Default::default(),
+            w_sat: Default::default(),
+            f_we: Default::default(),
+            f_addr: Default::default(),
+            f_data: Default::default(),
             upd: Default::default(),
             host: Default::default(),
             ovf: Default::default(),
@@ -176,12 +228,28 @@ impl<const N: usize, const A: usize> Default for Histogram<N, A> {
             stop_sel: Default::default(),
             mask_next: Default::default(),
             cur: Default::default(),
-            inc: Default::default(),
-            sum: Default::default(),
-            wa: Default::default(),
+            lo_sum: Default::default(),
+            hi_sum: Default::default(),
+            sat: Default::default(),
+            lo_c: Default::default(),
+            merge: Default::default(),
+            new_lo: Default::default(),
+            new_hi: Default::default(),
+            c_we: Default::default(),
+            c_addr: Default::default(),
             wd: Default::default(),
-            we: Default::default(),
+            half: Constant::new(16u64.to_bits()),
+            all_ones: Constant::new((HIST_COUNT_MAX as u64).to_bits()),
         }
+    }
+}
+
+impl<const N: usize, const A: usize> Histogram<N, A> {
+    /// A histogram whose bins all start at `count` instead of zero (for tests of saturation;
+    /// the board cores use [`Default`]).
+    pub fn with_counts(count: u32) -> Self {
+        let init = || RAM::new((0..1u64 << A).map(|a| (a.to_bits(), (count as u64).to_bits())).collect());
+        Self { upd: init(), host: init(), ..Default::default() }
     }
 }
 
@@ -189,8 +257,9 @@ impl<const N: usize, const A: usize> Logic for Histogram<N, A> {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self, clock, st1, sp1, ptr, st2, st3, sub, mask, age, aov, seen, stop_b, ev, ovf_ev, bin, c_valid, c_bin,
-            fwd, fwd_data, ovf, busy_r, clr
+            self, clock, st1, sp1, ptr, st2, st3, left, left_zero, mask, mask_zero, age, aov, seen, stop_b, ev, ovf_ev, bin, m_valid, m_bin,
+            m_w, m_f, rq, c_valid, c_bin, c_two, w_we, w_clear, w_addr, w_data, w_sat, f_we, f_addr, f_data, ovf, busy_r,
+            clr
         );
         // Stage 1: channel select (numbers ≥ N select nothing).
         self.start_sel.next = false;
@@ -222,19 +291,24 @@ impl<const N: usize, const A: usize> Logic for Histogram<N, A> {
             self.mask_next.next = self.mask_next.val().replace_bit(i, self.shift.val().index() > i);
         }
         self.mask.d.next = self.mask_next.val();
+        self.mask_zero.d.next = self.shift.val() == 0;
+        // A bin lasts `mask + 1` ticks: `left` counts them down and reloads with `mask`.
         if self.st3.q.val() {
-            self.sub.d.next = 0.into();
+            self.left.d.next = self.mask.q.val();
+            self.left_zero.d.next = self.mask_zero.q.val();
             self.age.d.next = 0.into();
             self.aov.d.next = false;
             self.seen.d.next = true;
-        } else {
-            self.sub.d.next = self.sub.q.val() + 1;
-            if (self.sub.q.val() & self.mask.q.val()) == self.mask.q.val() {
-                self.age.d.next = self.age.q.val() + 1;
-                if self.age.q.val().all() {
-                    self.aov.d.next = true;
-                }
+        } else if self.left_zero.q.val() {
+            self.left.d.next = self.mask.q.val();
+            self.left_zero.d.next = self.mask_zero.q.val();
+            self.age.d.next = self.age.q.val() + 1;
+            if self.age.q.val().all() {
+                self.aov.d.next = true;
             }
+        } else {
+            self.left.d.next = self.left.q.val() - 1;
+            self.left_zero.d.next = self.left.q.val() == 1;
         }
         self.stop_b.d.next = self.dl.read_data.val() & self.enable.val();
         // Stage E: the bin, and the read of its count.
@@ -243,38 +317,75 @@ impl<const N: usize, const A: usize> Logic for Histogram<N, A> {
         self.bin.d.next = self.age.q.val();
         self.upd.read_clock.next = self.clock.val();
         self.upd.read_address.next = self.bin.q.val();
-        // Stage C: the count is the RAM's unless the previous tick wrote this bin; a clear
-        // sweep writes zeros (the adder then adds 0 to 0).
-        if self.busy_r.q.val() {
-            self.cur.next = 0.into();
-        } else if self.fwd.q.val() {
-            self.cur.next = self.fwd_data.q.val();
-        } else {
-            self.cur.next = self.upd.read_data.val();
+        // Stage W's write data: the registered sum, all ones if it overflowed.
+        self.wd.next = self.w_data.q.val();
+        if self.w_sat.q.val() {
+            self.wd.next = self.all_ones.val();
         }
-        self.inc.next = (self.c_valid.q.val() & !self.busy_r.q.val()).into();
-        self.sum.next = bit_cast::<33, HIST_COUNT_BITS>(self.cur.val()) + bit_cast::<33, 1>(self.inc.val());
-        self.wd.next = bit_cast::<HIST_COUNT_BITS, 33>(self.sum.val());
-        // Saturation: a carry out means the count was already at its maximum: no write.
-        self.we.next = self.busy_r.q.val() | (self.c_valid.q.val() & !self.sum.val().get_bit(32));
+        // Stage C's write for stage W: a clear sweep writes zero at `clr`, otherwise a stop in
+        // C writes its incremented count; a stop in C during the sweep or the tick after it
+        // (`w_clear`: the last zero is being written) is dropped.
+        self.c_we.next = self.busy_r.q.val() | (self.c_valid.q.val() & !self.w_clear.q.val());
+        self.c_addr.next = self.c_bin.q.val();
         if self.busy_r.q.val() {
-            self.wa.next = self.clr.q.val();
-        } else {
-            self.wa.next = self.c_bin.q.val();
+            self.c_addr.next = self.clr.q.val();
         }
+        // Stage E (bin.q, read issued): merge into the stop in M if it has the same bin; will
+        // the count miss the write of W (next tick) or the one of this tick?
+        self.merge.next = self.ev.q.val() & self.m_valid.q.val() & (self.bin.q.val() == self.m_bin.q.val());
+        self.m_valid.d.next = self.ev.q.val() & !self.merge.val();
+        self.m_bin.d.next = self.bin.q.val();
+        self.m_w.d.next = self.c_we.val() & (self.c_addr.val() == self.bin.q.val());
+        self.m_f.d.next = self.w_we.q.val() & (self.w_addr.q.val() == self.bin.q.val());
+        // Stage M: the count, forwarded.
+        self.rq.d.next = self.upd.read_data.val();
+        if self.m_w.q.val() {
+            self.rq.d.next = self.wd.val();
+        } else if self.m_f.q.val() {
+            self.rq.d.next = self.f_data.q.val();
+        }
+        self.c_valid.d.next = self.m_valid.q.val();
+        self.c_bin.d.next = self.m_bin.q.val();
+        self.c_two.d.next = self.merge.val();
+        // Stage C: saturating increment by 1 or 2, two 16-bit halves (the high one selected
+        // by the low one's carry); a clear writes zero.
+        self.cur.next = self.rq.q.val();
+        self.lo_sum.next = bit_cast::<17, 16>(self.cur.val().get_bits::<16>(0)) + 1;
+        if self.c_two.q.val() {
+            self.lo_sum.next = bit_cast::<17, 16>(self.cur.val().get_bits::<16>(0)) + 2;
+        }
+        self.hi_sum.next = bit_cast::<17, 16>(self.cur.val().get_bits::<16>(16)) + 1;
+        self.lo_c.next = (self.lo_sum.val() >> self.half.val()).any();
+        self.sat.next = self.lo_c.val() & (self.hi_sum.val() >> self.half.val()).any();
+        self.new_lo.next = self.lo_sum.val().get_bits::<16>(0);
+        self.new_hi.next = self.cur.val().get_bits::<16>(16);
+        if self.lo_c.val() {
+            self.new_hi.next = self.hi_sum.val().get_bits::<16>(0);
+        }
+        // The sum wraps here; W makes it all ones when it overflowed (`w_sat`), so that the
+        // saturation costs no logic level after the carry chains.
+        self.w_data.d.next = bit_cast::<HIST_COUNT_BITS, 16>(self.new_lo.val())
+            | (bit_cast::<HIST_COUNT_BITS, 16>(self.new_hi.val()) << self.half.val());
+        self.w_sat.d.next = self.sat.val();
+        if self.busy_r.q.val() {
+            self.w_data.d.next = 0.into();
+            self.w_sat.d.next = false;
+        }
+        self.w_we.d.next = self.c_we.val();
+        self.w_clear.d.next = self.busy_r.q.val();
+        self.w_addr.d.next = self.c_addr.val();
+        self.f_we.d.next = self.w_we.q.val();
+        self.f_addr.d.next = self.w_addr.q.val();
+        self.f_data.d.next = self.wd.val();
+        // Stage W: the write.
         self.upd.write_clock.next = self.clock.val();
-        self.upd.write_address.next = self.wa.val();
+        self.upd.write_address.next = self.w_addr.q.val();
         self.upd.write_data.next = self.wd.val();
-        self.upd.write_enable.next = self.we.val();
+        self.upd.write_enable.next = self.w_we.q.val();
         self.host.write_clock.next = self.clock.val();
-        self.host.write_address.next = self.wa.val();
+        self.host.write_address.next = self.w_addr.q.val();
         self.host.write_data.next = self.wd.val();
-        self.host.write_enable.next = self.we.val();
-        self.c_valid.d.next = self.ev.q.val();
-        self.c_bin.d.next = self.bin.q.val();
-        // The RAM read issued this tick misses this tick's write: forward it.
-        self.fwd.d.next = self.we.val() & (self.bin.q.val() == self.wa.val());
-        self.fwd_data.d.next = self.wd.val();
+        self.host.write_enable.next = self.w_we.q.val();
         // Overflow counter.
         if self.busy_r.q.val() {
             self.ovf.d.next = 0.into();
@@ -296,7 +407,7 @@ impl<const N: usize, const A: usize> Logic for Histogram<N, A> {
         self.host.read_address.next = self.rd_addr.val();
         self.rd_data.next = self.host.read_data.val();
         self.overflow.next = self.ovf.q.val();
-        self.busy.next = self.busy_r.q.val();
+        self.busy.next = self.busy_r.q.val() | self.w_clear.q.val();
     }
 }
 
@@ -334,9 +445,9 @@ pub struct HistogramOut {
 
 /// Bit-exact, cycle-accurate reference model of [`Histogram`].
 ///
-/// It counts into the bins directly when a stop reaches the increment stage, so it has no
-/// forwarding: that the gateware, which reads counts from a RAM one tick earlier, matches it
-/// is the check of the gateware's forwarding.
+/// It counts into the bins directly when a stop reaches the write stage, so it has no
+/// forwarding: that the gateware, which reads counts from a RAM three ticks earlier, matches
+/// it is the check of the gateware's forwarding.
 #[derive(Clone, Debug)]
 pub struct HistogramModel {
     channels: usize,
@@ -349,7 +460,7 @@ pub struct HistogramModel {
     st2: bool,
     st3: bool,
     dl_rd: bool,
-    sub: u16,
+    left: u16,
     mask: u16,
     age: u16,
     aov: bool,
@@ -358,8 +469,13 @@ pub struct HistogramModel {
     ev: bool,
     ovf_ev: bool,
     bin: u16,
+    m_valid: bool,
+    m_bin: u16,
     c_valid: bool,
     c_bin: u16,
+    c_two: bool,
+    /// The write of stage W: (bin, increment); increment 0 is a clear's zero.
+    w_op: Option<(u16, u32)>,
     ovf: u32,
     busy: bool,
     clr: u16,
@@ -384,7 +500,7 @@ impl HistogramModel {
             st2: false,
             st3: false,
             dl_rd: false,
-            sub: 0,
+            left: 0,
             mask: 0,
             age: 0,
             aov: false,
@@ -393,8 +509,12 @@ impl HistogramModel {
             ev: false,
             ovf_ev: false,
             bin: 0,
+            m_valid: false,
+            m_bin: 0,
             c_valid: false,
             c_bin: 0,
+            c_two: false,
+            w_op: None,
             ovf: 0,
             busy: false,
             clr: 0,
@@ -404,7 +524,7 @@ impl HistogramModel {
 
     /// The registered outputs during the current tick.
     pub fn outputs(&self) -> HistogramOut {
-        HistogramOut { rd_data: self.rd, overflow: self.ovf, busy: self.busy }
+        HistogramOut { rd_data: self.rd, overflow: self.ovf, busy: self.busy || matches!(self.w_op, Some((_, 0))) }
     }
 
     /// The counts as the gateware holds them (its RAM).
@@ -424,15 +544,17 @@ impl HistogramModel {
         self.ptr = self.ptr.wrapping_add(1);
         // Time since start.
         let mask = (1u16 << (x.shift & 15)) - 1;
-        let (sub, mut age, mut aov, seen);
+        let (left, mut age, mut aov, seen);
         if self.st3 {
-            (sub, age, aov, seen) = (0, 0, false, true);
+            (left, age, aov, seen) = (self.mask, 0, false, true);
         } else {
             (age, aov, seen) = (self.age, self.aov, self.seen);
-            sub = (self.sub + 1) & ((1 << PRESCALE_BITS) - 1);
-            if self.sub & self.mask == self.mask {
+            if self.left == 0 {
+                left = self.mask;
                 age = (self.age + 1) & amax;
                 aov |= self.age == amax;
+            } else {
+                left = self.left - 1;
             }
         }
         let stop_b = self.dl_rd & x.enable;
@@ -440,15 +562,25 @@ impl HistogramModel {
         let ovf_ev = self.stop_b && (!self.seen || self.aov);
         // The read port sees the RAM before this tick's write.
         let rd = self.bins.get(x.rd_addr as usize & amax as usize).copied().unwrap_or(0);
-        // Increment stage.
-        if self.busy {
-            self.bins[self.clr as usize] = 0;
-        } else if self.c_valid {
-            let b = &mut self.bins[self.c_bin as usize];
-            if *b != HIST_COUNT_MAX {
-                *b += 1;
+        // Stage W: the write that stage C decided in the previous tick.
+        let w_clear = matches!(self.w_op, Some((_, 0)));
+        match self.w_op {
+            Some((a, 0)) => self.bins[a as usize] = 0,
+            Some((a, k)) => {
+                let b = &mut self.bins[a as usize];
+                *b = b.saturating_add(k);
             }
+            None => {}
         }
+        let w_op = if self.busy {
+            Some((self.clr, 0))
+        } else if self.c_valid && !w_clear {
+            Some((self.c_bin, 1 + u32::from(self.c_two)))
+        } else {
+            None
+        };
+        // A stop in the same bin as the one just ahead merges into it.
+        let merge = self.ev && self.m_valid && self.bin == self.m_bin;
         let ovf = if self.busy {
             0
         } else if self.ovf_ev && self.ovf != HIST_COUNT_MAX {
@@ -463,13 +595,17 @@ impl HistogramModel {
         } else {
             (false, self.clr)
         };
-        self.c_valid = self.ev;
-        self.c_bin = self.bin;
+        self.w_op = w_op;
+        self.c_valid = self.m_valid;
+        self.c_bin = self.m_bin;
+        self.c_two = merge;
+        self.m_valid = self.ev && !merge;
+        self.m_bin = self.bin;
         self.ev = ev;
         self.ovf_ev = ovf_ev;
         self.bin = self.age;
         self.stop_b = stop_b;
-        (self.sub, self.mask, self.age, self.aov, self.seen) = (sub, mask, age, aov, seen);
+        (self.left, self.mask, self.age, self.aov, self.seen) = (left, mask, age, aov, seen);
         self.st3 = self.st2;
         self.st2 = self.st1;
         self.dl_rd = dl_rd;
@@ -573,7 +709,8 @@ mod tests {
         while m.step(&x).busy {
             busy_ticks += 1;
         }
-        assert_eq!(busy_ticks, 1 << A);
+        // One bin per tick, and one more tick until the last zero is written.
+        assert_eq!(busy_ticks, (1 << A) + 1);
         assert!(m.bins().iter().all(|&b| b == 0));
         assert_eq!(m.outputs().overflow, 0);
     }
@@ -628,27 +765,54 @@ mod tests {
             }
             x.clear = t == 4000 || t == 4010;
             x.rd_addr = rng.gen_range(0..1 << A);
-            uut.hits.next = (x.hits as u64).into();
-            uut.start_ch.next = (x.start_ch as u64).into();
-            uut.stop_ch.next = (x.stop_ch as u64).into();
-            uut.offset.next = (x.offset as u64).into();
-            uut.shift.next = (x.shift as u64).into();
-            uut.enable.next = x.enable;
-            uut.clear.next = x.clear;
-            uut.rd_addr.next = (x.rd_addr as u64).into();
-            uut.clock.next = Clock::from(false);
-            simulate(&mut uut, 1000);
-            let want = m.step(&x);
-            let got = HistogramOut {
-                rd_data: uut.rd_data.val().to_u32(),
-                overflow: uut.overflow.val().to_u32(),
-                busy: uut.busy.val(),
-            };
-            assert_eq!(got, want, "tick {t}");
-            counted += want.rd_data as u64;
-            uut.clock.next = Clock::from(true);
-            simulate(&mut uut, 1000);
+            counted += step_both(&mut uut, &mut m, &x, t).rd_data as u64;
         }
         assert!(counted > 1000);
+    }
+
+    /// One tick of the rust-hdl block and the model with inputs `x`; asserts that their
+    /// outputs agree and returns them.
+    fn step_both(uut: &mut Histogram<N, A>, m: &mut HistogramModel, x: &HistogramIn, t: u32) -> HistogramOut {
+        uut.hits.next = (x.hits as u64).into();
+        uut.start_ch.next = (x.start_ch as u64).into();
+        uut.stop_ch.next = (x.stop_ch as u64).into();
+        uut.offset.next = (x.offset as u64).into();
+        uut.shift.next = (x.shift as u64).into();
+        uut.enable.next = x.enable;
+        uut.clear.next = x.clear;
+        uut.rd_addr.next = (x.rd_addr as u64).into();
+        uut.clock.next = Clock::from(false);
+        simulate(uut, 1000);
+        let want = m.step(x);
+        let got = HistogramOut {
+            rd_data: uut.rd_data.val().to_u32(),
+            overflow: uut.overflow.val().to_u32(),
+            busy: uut.busy.val(),
+        };
+        assert_eq!(got, want, "tick {t}");
+        uut.clock.next = Clock::from(true);
+        simulate(uut, 1000);
+        want
+    }
+
+    /// The block saturates at 2^32 − 1 also when merged stops add 2 across the limit, and
+    /// on single stops: bins preloaded 2 to 4 below the limit, stops every tick into bin 0
+    /// (merged pairs) or every third tick (single stops), read back through the read port.
+    #[test]
+    fn rust_hdl_block_saturates() {
+        for (start, every) in [(HIST_COUNT_MAX - 3, 1u32), (HIST_COUNT_MAX - 4, 1), (HIST_COUNT_MAX - 2, 3)] {
+            let mut uut = Histogram::<N, A>::with_counts(start);
+            uut.connect_all();
+            let mut m = HistogramModel::new(N, A);
+            m.bins.iter_mut().for_each(|b| *b = start);
+            let x = HistogramIn { start_ch: 2, stop_ch: 2, enable: true, ..Default::default() };
+            for t in 0..100 {
+                step_both(&mut uut, &mut m, &HistogramIn { hits: ((t % every == 0) as u8) << 2, ..x }, t);
+            }
+            for t in 100..110 {
+                step_both(&mut uut, &mut m, &x, t);
+            }
+            assert_eq!(step_both(&mut uut, &mut m, &x, 110).rd_data, HIST_COUNT_MAX, "from {start}, every {every}");
+        }
     }
 }

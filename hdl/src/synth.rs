@@ -153,6 +153,108 @@ fn fmax(log: &str) -> Option<f64> {
     last.into_values().reduce(f64::min)
 }
 
+/// yosys `synth_ice40` and nextpnr-ice40 for module `top` of the Verilog file `v`, at the
+/// tagger clock of `board`, with pin constraints `pcf` (none: nextpnr places the ports) and
+/// the placed design written to `asc` if given. Writes `<top>.json`, `<top>.yosys.log` and
+/// `<top>.nextpnr.log` into `out_dir`; returns the nextpnr log. A design larger than the
+/// device gives [`SynthError::DoesNotFit`].
+fn place_and_route(
+    board: Board,
+    top: &str,
+    v: &Path,
+    pcf: Option<&Path>,
+    asc: Option<&Path>,
+    out_dir: &Path,
+    seed: u32,
+) -> Result<String, SynthError> {
+    let json = out_dir.join(format!("{top}.json"));
+    let ylog = out_dir.join(format!("{top}.yosys.log"));
+    let plog = out_dir.join(format!("{top}.nextpnr.log"));
+    run(
+        "yosys",
+        &["-q", "-p", &format!("synth_ice40 -abc9 -dff -top {top} -json {}", json.display()), &v.to_string_lossy()],
+        &ylog,
+    )?;
+    let freq = format!("{}", board.clock_mhz());
+    let seed = seed.to_string();
+    let [dev, pkg] = board.nextpnr_args();
+    let json = json.to_string_lossy().into_owned();
+    let mut args = vec![dev, pkg, "--json", &json, "--freq", &freq, "--seed", &seed, "--timing-allow-fail"];
+    // A clock enable promoted onto a global buffer costs ~3.7 ns of routing: more than half a
+    // 150 MHz period (it was the tagger's critical path on the HX8K).
+    args.push("--no-promote-globals");
+    let pcf = pcf.map(|p| p.to_string_lossy().into_owned());
+    if let Some(p) = &pcf {
+        args.extend(["--pcf", p]);
+    }
+    let asc = asc.map(|p| p.to_string_lossy().into_owned());
+    if let Some(a) = &asc {
+        args.extend(["--asc", a]);
+    }
+    let placed = run("nextpnr-ice40", &args, &plog);
+    if let Err(e) = placed {
+        return Err(match std::fs::read_to_string(&plog).ok().and_then(|l| utilization(&l, "ICESTORM_LC")) {
+            Some((used, available)) if used > available => {
+                SynthError::DoesNotFit { board: board.name(), top: top.into(), used, available, log: plog }
+            }
+            _ => e,
+        });
+    }
+    std::fs::read_to_string(&plog).map_err(|source| SynthError::Io { path: plog, source })
+}
+
+/// What place and route reported for one gateware block built on its own (its ports on
+/// I/O pins, no PLL): how fast its logic is, before it shares a device with the rest.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BlockReport {
+    /// The block's module name.
+    pub name: String,
+    /// Logic cells used (ICESTORM_LC).
+    pub logic_cells: u32,
+    /// Block RAMs used.
+    pub brams: u32,
+    /// Fmax of its clock, in MHz.
+    pub fmax_mhz: f64,
+    /// The tagger clock of the board, in MHz.
+    pub target_mhz: f64,
+}
+
+impl std::fmt::Display for BlockReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:<17} LCs {:>5}  BRAM {:>2}  Fmax {:>6.1} MHz (target {:.1} MHz: {})",
+            self.name,
+            self.logic_cells,
+            self.brams,
+            self.fmax_mhz,
+            self.target_mhz,
+            if self.fmax_mhz >= self.target_mhz { "PASS" } else { "FAIL" }
+        )
+    }
+}
+
+/// Synthesizes, places and routes module `name` (Verilog text `verilog`) alone on `board`'s
+/// device at its tagger clock, in `out_dir` (files `block_<name>.*`).
+pub fn synthesize_block(
+    board: Board,
+    name: &str,
+    verilog: &str,
+    out_dir: &Path,
+    seed: u32,
+) -> Result<BlockReport, SynthError> {
+    std::fs::create_dir_all(out_dir).map_err(|source| SynthError::Io { path: out_dir.into(), source })?;
+    let v = out_dir.join(format!("block_{name}.v"));
+    std::fs::write(&v, verilog).map_err(|source| SynthError::Io { path: v.clone(), source })?;
+    let log = place_and_route(board, name, &v, None, None, out_dir, seed)?;
+    let plog = out_dir.join(format!("{name}.nextpnr.log"));
+    let parse = |what| SynthError::Parse { log: plog.clone(), what };
+    let (logic_cells, _) = utilization(&log, "ICESTORM_LC").ok_or_else(|| parse("ICESTORM_LC"))?;
+    let (brams, _) = utilization(&log, "ICESTORM_RAM").ok_or_else(|| parse("ICESTORM_RAM"))?;
+    let fmax_mhz = fmax(&log).ok_or_else(|| parse("Fmax of the block's clock"))?;
+    Ok(BlockReport { name: name.into(), logic_cells, brams, fmax_mhz, target_mhz: board.clock_mhz() })
+}
+
 /// Runs the whole flow for the `kind` top of `board` on the Verilog in `verilog_dir` (as
 /// written by [`crate::verilog::write_all`]), writing into `out_dir` files named after the top
 /// module (`top_hx8k.json`, `stream_hx8k.bin`, ...), with the pin constraints
@@ -170,53 +272,13 @@ pub fn synthesize(
     let top = kind.module_name(board);
     let name = top.as_str();
     let v = verilog_dir.join(format!("{top}.v"));
-    let json = out_dir.join(format!("{name}.json"));
     let asc = out_dir.join(format!("{name}.asc"));
     let bin = out_dir.join(format!("{name}.bin"));
     let pcf = constraints_dir.join(format!("{}.pcf", board.name()));
-    let ylog = out_dir.join(format!("{name}.yosys.log"));
     let plog = out_dir.join(format!("{name}.nextpnr.log"));
     let target = board.clock_mhz();
-    run(
-        "yosys",
-        &["-q", "-p", &format!("synth_ice40 -abc9 -dff -top {top} -json {}", json.display()), &v.to_string_lossy()],
-        &ylog,
-    )?;
-    let freq = format!("{target}");
-    let seed = seed.to_string();
-    let [dev, pkg] = board.nextpnr_args();
-    let placed = run(
-        "nextpnr-ice40",
-        &[
-            dev,
-            pkg,
-            "--json",
-            &json.to_string_lossy(),
-            "--pcf",
-            &pcf.to_string_lossy(),
-            "--asc",
-            &asc.to_string_lossy(),
-            "--freq",
-            &freq,
-            "--seed",
-            &seed,
-            "--timing-allow-fail",
-            // A clock enable promoted onto a global buffer costs ~3.7 ns of routing: more than
-            // half a 150 MHz period (it was the tagger's critical path on the HX8K).
-            "--no-promote-globals",
-        ],
-        &plog,
-    );
-    if let Err(e) = placed {
-        return Err(match std::fs::read_to_string(&plog).ok().and_then(|l| utilization(&l, "ICESTORM_LC")) {
-            Some((used, available)) if used > available => {
-                SynthError::DoesNotFit { board: board.name(), top: top.clone(), used, available, log: plog }
-            }
-            _ => e,
-        });
-    }
+    let log = place_and_route(board, name, &v, Some(&pcf), Some(&asc), out_dir, seed)?;
     run("icepack", &[&asc.to_string_lossy(), &bin.to_string_lossy()], &out_dir.join(format!("{name}.icepack.log")))?;
-    let log = std::fs::read_to_string(&plog).map_err(|source| SynthError::Io { path: plog.clone(), source })?;
     let parse = |what| SynthError::Parse { log: plog.clone(), what };
     let (logic_cells, logic_cells_total) = utilization(&log, "ICESTORM_LC").ok_or_else(|| parse("ICESTORM_LC"))?;
     let (brams, brams_total) = utilization(&log, "ICESTORM_RAM").ok_or_else(|| parse("ICESTORM_RAM"))?;

@@ -39,6 +39,16 @@ pub fn sim_models() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The blocks that run on every tick of the tagger clock (they take the channel events at
+/// tick resolution), by module name: the ones that must meet the tagger clock, whichever clock
+/// domain the rest of the core ends up in. `qkd-hdl-synth --blocks` builds each alone.
+pub const TICK_DOMAIN_BLOCKS: [&str; 5] = ["time_tagger", "coincidence", "histogram", "coinc_filter", "test_signal"];
+
+/// Verilog of the [`TICK_DOMAIN_BLOCKS`], as (module name, Verilog text).
+pub fn tick_domain_blocks() -> Vec<(&'static str, String)> {
+    sim_models().into_iter().filter(|(name, _)| TICK_DOMAIN_BLOCKS.contains(name)).collect()
+}
+
 /// Direction of a module port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PortDir {

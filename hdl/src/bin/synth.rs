@@ -5,13 +5,14 @@
 //! full-core status is reported but not fatal (the core tops miss their clocks yet).
 //!
 //! Usage: `cargo run -p qkd-hdl --bin qkd-hdl-synth -- [--board icebreaker|hx8k]...
-//! [--top stream|top]... [--out build]`
+//! [--top stream|top]... [--out build] [--blocks]`; `--blocks` builds the blocks that run at
+//! the tagger clock each alone instead, and reports their Fmax.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use qkd_hdl::synth::{synthesize, SynthError};
+use qkd_hdl::synth::{synthesize, synthesize_block, SynthError};
 use qkd_hdl::top::{Board, TopKind};
 
 /// Synthesize, place and route the board tops.
@@ -33,6 +34,10 @@ struct Args {
     /// nextpnr placer seed.
     #[arg(long, default_value_t = 1)]
     seed: u32,
+    /// Instead of the board tops, build each block that runs at the tagger clock
+    /// (`qkd_hdl::verilog::TICK_DOMAIN_BLOCKS`) alone and report its Fmax (into OUT/blocks).
+    #[arg(long)]
+    blocks: bool,
 }
 
 /// The members of `all` whose name is in `chosen` (all of them when `chosen` is empty).
@@ -45,6 +50,18 @@ fn main() -> anyhow::Result<()> {
     let vdir = args.out.join("verilog");
     qkd_hdl::verilog::write_all(&vdir).with_context(|| format!("writing Verilog into {}", vdir.display()))?;
     let boards = pick(&Board::ALL, &args.boards, Board::name);
+    if args.blocks {
+        let dir = args.out.join("blocks");
+        for &board in &boards {
+            println!("{}:", board.name());
+            for (name, v) in qkd_hdl::verilog::tick_domain_blocks() {
+                let r = synthesize_block(board, name, &v, &dir.join(board.name()), args.seed)
+                    .with_context(|| format!("building block {name} for {}", board.name()))?;
+                println!("  {r}");
+            }
+        }
+        return Ok(());
+    }
     // The tagger-only tops first: they are the ones that must pass.
     let kinds = pick(&[TopKind::Stream, TopKind::Core], &args.tops, TopKind::name);
     let mut failed = Vec::new();
