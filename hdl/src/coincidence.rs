@@ -157,6 +157,8 @@ pub struct Coincidence<const N: usize> {
     at_two: Signal<Local, Bit>,
     vsel: DFFWithInit<Bits<SLOTS>>,
     visit: Signal<Local, Bit>,
+    visit_r: DFFWithInit<Bit>,
+    flushing_r: DFF<Bit>,
     flushing: Signal<Local, Bit>,
     vsel_used: Signal<Local, Bits<SLOTS>>,
     add_acc: Signal<Local, Bits<PRE_BITS>>,
@@ -243,6 +245,8 @@ impl<const N: usize> Default for Coincidence<N> {
             at_two: Default::default(),
             vsel: DFFWithInit::new(1u64.to_bits()),
             visit: Default::default(),
+            visit_r: DFFWithInit::new(true),
+            flushing_r: Default::default(),
             flushing: Default::default(),
             vsel_used: Default::default(),
             add_acc: Default::default(),
@@ -266,7 +270,7 @@ impl<const N: usize> Logic for Coincidence<N> {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self, clock, dh, seen, near, coinc_r, dh2, left_lo, left_hi, left_lo_zero, gate_reload, gate_end, vsel, seq, slot, fresh, flush, bank, w_en,
+            self, clock, dh, seen, near, coinc_r, dh2, left_lo, left_hi, left_lo_zero, gate_reload, gate_end, vsel, visit_r, flushing_r, seq, slot, fresh, flush, bank, w_en,
             w_addr, w_add, w_fresh, w_flush, done, rq, w2_en, w2_addr, w2_add, w2_flush, lo, hi, hi_inc, w3_en, w3_addr,
             w3_flush
         );
@@ -398,8 +402,12 @@ impl<const N: usize> Logic for Coincidence<N> {
         if self.slot.q.val().get_bit(0) {
             self.vsel.d.next = (self.vsel.q.val() << self.one.val()) | (self.vsel.q.val() >> self.fifteen.val());
         }
-        self.visit.next = !self.slot.q.val().get_bit(0) & !self.gate_end.q.val();
-        self.flushing.next = self.slot.q.val().get_bit(0) & !self.gate_end.q.val();
+        // Visit (even tick) or flush (odd tick), not in a gate's last tick: registered a tick
+        // ahead (the next tick's parity is the opposite, its `gate_end` is `at_two` now).
+        self.visit.next = self.visit_r.q.val();
+        self.flushing.next = self.flushing_r.q.val();
+        self.visit_r.d.next = self.slot.q.val().get_bit(0) & !self.at_two.val();
+        self.flushing_r.d.next = !self.slot.q.val().get_bit(0) & !self.at_two.val();
         self.vsel_used.next = self.vsel.q.val() & self.used.val();
         self.w_en.d.next = (self.visit.val() & self.vsel_used.val().any())
             | (self.flushing.val() & (self.vsel_used.val() & self.flush.q.val()).any());
