@@ -17,6 +17,7 @@ pub mod coinc_filter;
 pub mod entry_fifo;
 pub mod tagfmt;
 pub mod tagger;
+pub mod tag_crossing;
 pub mod tagger_model;
 pub mod testsig;
 pub mod top;

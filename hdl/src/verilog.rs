@@ -35,6 +35,7 @@ pub fn sim_models() -> Vec<(&'static str, String)> {
         ("basis_rng", verilog_of(&mut crate::basis_rng::BasisRng::default(), "basis_rng")),
         ("histogram", verilog_of(&mut crate::histogram::Histogram::<TAGGER_CHANNELS, { crate::histogram::HIST_BIN_BITS }>::default(), "histogram")),
         ("coinc_filter", verilog_of(&mut crate::coinc_filter::CoincFilter::<TAGGER_CHANNELS>::default(), "coinc_filter")),
+        ("tag_crossing", verilog_of(&mut crate::tag_crossing::TagCrossing::default(), "tag_crossing")),
         ("board", verilog_of(&mut crate::top::SimBoard::default(), "board")),
     ]
 }

@@ -128,3 +128,82 @@ impl VerilatedCoincFilter {
         kept
     }
 }
+
+/// The Verilated tag-stream crossing (`qkd_hdl::tag_crossing::TagCrossing`) with its two
+/// clocks, driven edge by edge: the caller decides which clock rises next, so any ratio,
+/// phase and jitter can be played.
+pub struct VerilatedTagCrossing {
+    m: crate::verilated::Model,
+    tick_clock: *mut u8,
+    ctl_clock: *mut u8,
+    src_data: *mut u32,
+    src_empty: *mut u8,
+    src_read: *mut u8,
+    read: *mut u8,
+    data_out: *mut u32,
+    empty: *mut u8,
+    fill: *mut u16,
+}
+
+unsafe impl Send for VerilatedTagCrossing {}
+
+impl Default for VerilatedTagCrossing {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl VerilatedTagCrossing {
+    /// A new model, both clocks low.
+    pub fn new() -> Self {
+        let mut m = crate::verilated::Model::new(shim!(
+            qkd_tag_crossing_new,
+            qkd_tag_crossing_delete,
+            qkd_tag_crossing_eval,
+            qkd_tag_crossing_port
+        ));
+        m.eval();
+        Self {
+            tick_clock: m.port("tick_clock"),
+            ctl_clock: m.port("ctl_clock"),
+            src_data: m.port("src_data"),
+            src_empty: m.port("src_empty"),
+            src_read: m.port("src_read"),
+            read: m.port("read"),
+            data_out: m.port("data_out"),
+            empty: m.port("empty"),
+            fill: m.port("fill"),
+            m,
+        }
+    }
+
+    /// One tick-clock cycle with the source offering `src` (`None`: empty); returns whether
+    /// the crossing took it at this edge.
+    pub fn tick_edge(&mut self, src: Option<u32>) -> bool {
+        put(self.src_data, src.unwrap_or(0));
+        put(self.src_empty, src.is_none() as u8);
+        self.m.eval();
+        let took = get(self.src_read) != 0;
+        self.m.tick(self.tick_clock);
+        took
+    }
+
+    /// One control-clock cycle; with `want`, takes the next record if there is one and
+    /// returns it.
+    pub fn ctl_edge(&mut self, want: bool) -> Option<u32> {
+        self.m.eval();
+        let take = want && get(self.empty) == 0;
+        put(self.read, take as u8);
+        self.m.eval();
+        let rec = take.then(|| get(self.data_out));
+        self.m.tick(self.ctl_clock);
+        put(self.read, 0);
+        rec
+    }
+
+    /// Records in the FIFO as the control side sees them.
+    pub fn fill(&mut self) -> u16 {
+        self.m.eval();
+        get(self.fill)
+    }
+}
