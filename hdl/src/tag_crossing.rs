@@ -19,7 +19,7 @@
 //! control tick, so its output register holds the record at the read pointer.
 //!
 //! The clocks may have any ratio and phase. Verified in Verilator with two free-running clocks
-//! at several ratios and with jitter against a plain queue (`qkd-sim`, `tests/blocks.rs`).
+//! at several ratios and with jitter against a plain queue (`sim/tests/blocks.rs`).
 
 use rust_hdl::prelude::*;
 

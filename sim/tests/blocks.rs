@@ -1,4 +1,5 @@
-//! The Verilated coincidence counter and test-signal generator against their reference models.
+//! The Verilated coincidence counter and test-signal generator against their reference models,
+//! and the tag crossing between two free-running clocks.
 
 use qkd_hdl::coincidence::{CoincidenceConfig, CoincidenceModel};
 use qkd_hdl::testsig::{TestSignalConfig, TestSignalModel};
