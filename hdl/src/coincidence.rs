@@ -37,8 +37,9 @@
 //! high 26 bits and the high bits plus one (the 26-bit incrementer runs from flip-flops to
 //! flip-flops, in parallel with the 6-bit add); `t + 3` writes the high part the carry selects.
 //! No sum is read again before its write lands: a counter is visited every 32 ticks, and a
-//! flush reads the other bank. On the HX8K the counter alone reaches 150 MHz this way; with
-//! the adder fed by the RAM output in one tick it reached 91 MHz.
+//! flush reads the other bank. On the HX8K the counter alone reaches 161 MHz (with the gate
+//! timer split in two 16-bit counters and the visit selects one-hot, below), and 91 MHz with
+//! the adder fed by the RAM output in one tick (`scripts/synth --blocks --board hx8k`).
 //!
 //! The cycle model is [`CoincidenceModel`]; [`GateCounts`] gives the counts a gate must have
 //! from the events alone, which the tests check the model and the RTL against.
