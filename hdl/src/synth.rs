@@ -143,14 +143,21 @@ fn utilization(log: &str, cell: &str) -> Option<(u32, u32)> {
 /// Parses the "Max frequency for clock 'X': F MHz" lines of a nextpnr log: the lowest of the
 /// last figure reported for each clock (the board tops have one clock domain, the PLL output).
 fn fmax(log: &str) -> Option<f64> {
+    fmax_per_clock(log).into_values().reduce(f64::min)
+}
+
+/// The last "Max frequency for clock 'X': F MHz" figure of each clock in a nextpnr log, by
+/// clock net name (nextpnr pads the names of a multi-clock design with spaces).
+fn fmax_per_clock(log: &str) -> std::collections::BTreeMap<String, f64> {
     let mut last = std::collections::BTreeMap::new();
-    for l in log.lines().filter(|l| l.contains("Max frequency for clock")) {
-        let Some((name, rest)) = l.split_once("clock '").and_then(|(_, r)| r.split_once("': ")) else { continue };
+    for l in log.lines() {
+        let Some((_, r)) = l.split_once("Max frequency for clock") else { continue };
+        let Some((name, rest)) = r.trim_start().strip_prefix('\'').and_then(|r| r.split_once("': ")) else { continue };
         if let Some(f) = rest.split_whitespace().next().and_then(|f| f.parse::<f64>().ok()) {
             last.insert(name.to_string(), f);
         }
     }
-    last.into_values().reduce(f64::min)
+    last
 }
 
 /// yosys `synth_ice40` and nextpnr-ice40 for module `top` of the Verilog file `v`, at the
@@ -213,24 +220,27 @@ pub struct BlockReport {
     pub logic_cells: u32,
     /// Block RAMs used.
     pub brams: u32,
-    /// Fmax of its clock, in MHz.
-    pub fmax_mhz: f64,
-    /// The tagger clock of the board, in MHz.
-    pub target_mhz: f64,
+    /// Each clock of the block: (port name, Fmax in MHz, target in MHz). A port named
+    /// `ctl_clock` is the planned control clock ([`Board::control_clock_mhz`]); any other
+    /// clock must reach the tagger clock.
+    pub clocks: Vec<(String, f64, f64)>,
+}
+
+impl BlockReport {
+    /// True when every clock meets its target.
+    pub fn meets_timing(&self) -> bool {
+        self.clocks.iter().all(|&(_, fmax, target)| fmax >= target)
+    }
 }
 
 impl std::fmt::Display for BlockReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{:<17} LCs {:>5}  BRAM {:>2}  Fmax {:>6.1} MHz (target {:.1} MHz: {})",
-            self.name,
-            self.logic_cells,
-            self.brams,
-            self.fmax_mhz,
-            self.target_mhz,
-            if self.fmax_mhz >= self.target_mhz { "PASS" } else { "FAIL" }
-        )
+        write!(f, "{:<17} LCs {:>5}  BRAM {:>2} ", self.name, self.logic_cells, self.brams)?;
+        for (clock, fmax, target) in &self.clocks {
+            let verdict = if fmax >= target { "PASS" } else { "FAIL" };
+            write!(f, " {clock} {fmax:>6.1} MHz (target {target:.1} MHz: {verdict})")?;
+        }
+        Ok(())
     }
 }
 
@@ -251,8 +261,19 @@ pub fn synthesize_block(
     let parse = |what| SynthError::Parse { log: plog.clone(), what };
     let (logic_cells, _) = utilization(&log, "ICESTORM_LC").ok_or_else(|| parse("ICESTORM_LC"))?;
     let (brams, _) = utilization(&log, "ICESTORM_RAM").ok_or_else(|| parse("ICESTORM_RAM"))?;
-    let fmax_mhz = fmax(&log).ok_or_else(|| parse("Fmax of the block's clock"))?;
-    Ok(BlockReport { name: name.into(), logic_cells, brams, fmax_mhz, target_mhz: board.clock_mhz() })
+    let clocks: Vec<_> = fmax_per_clock(&log)
+        .into_iter()
+        .map(|(net, fmax)| {
+            // nextpnr names a clock after its net: the port, with the I/O buffer's suffix.
+            let port = net.split('$').next().unwrap_or(&net).to_string();
+            let target = if port == "ctl_clock" { board.control_clock_mhz() } else { board.clock_mhz() };
+            (port, fmax, target)
+        })
+        .collect();
+    if clocks.is_empty() {
+        return Err(parse("Fmax of the block's clocks"));
+    }
+    Ok(BlockReport { name: name.into(), logic_cells, brams, clocks })
 }
 
 /// Runs the whole flow for the `kind` top of `board` on the Verilog in `verilog_dir` (as
@@ -309,5 +330,12 @@ mod tests {
                    Info: Max frequency for clock 'pll.clock_out': 162.55 MHz (PASS at 150.00 MHz)\n";
         assert_eq!(utilization(log, "ICESTORM_LC"), Some((812, 7680)));
         assert_eq!(fmax(log), Some(162.55));
+        // Two clocks, one name padded; the last figure of each counts.
+        let two = "Info: Max frequency for clock 'tick_clock$SB_IO_IN': 139.43 MHz (FAIL at 150.00 MHz)\n\
+                   Warning: Max frequency for clock  'ctl_clock$SB_IO_IN': 148.19 MHz (PASS at 75.00 MHz)\n\
+                   Info: Max frequency for clock 'tick_clock$SB_IO_IN': 192.27 MHz (PASS at 150.00 MHz)\n";
+        let per = fmax_per_clock(two);
+        assert_eq!((per["tick_clock$SB_IO_IN"], per["ctl_clock$SB_IO_IN"]), (192.27, 148.19));
+        assert_eq!(fmax(two), Some(148.19));
     }
 }

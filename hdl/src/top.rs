@@ -80,6 +80,12 @@ impl Board {
         }
     }
 
+    /// The planned control clock (bus, link, RNG), in MHz: half the tagger clock, from the
+    /// PLL's second output (`docs/clocking.md`). Only the crossing blocks use it yet.
+    pub fn control_clock_mhz(self) -> f64 {
+        self.clock_mhz() / 2.0
+    }
+
     /// UART baud divisor for 3 Mbaud at the tagger clock, in ticks per bit.
     pub fn baud_divisor(self) -> u16 {
         (self.clock_mhz() / 3.0).round() as u16

@@ -45,9 +45,18 @@ pub fn sim_models() -> Vec<(&'static str, String)> {
 /// domain the rest of the core ends up in. `qkd-hdl-synth --blocks` builds each alone.
 pub const TICK_DOMAIN_BLOCKS: [&str; 5] = ["time_tagger", "coincidence", "histogram", "coinc_filter", "test_signal"];
 
-/// Verilog of the [`TICK_DOMAIN_BLOCKS`], as (module name, Verilog text).
+/// The blocks that move data between the tagger clock and the control clock
+/// (`docs/clocking.md`), by module name: their `tick_clock` must reach the tagger clock, their
+/// `ctl_clock` the control clock.
+pub const CROSSING_BLOCKS: [&str; 1] = ["tag_crossing"];
+
+/// Verilog of the [`TICK_DOMAIN_BLOCKS`] and the [`CROSSING_BLOCKS`], as (module name,
+/// Verilog text): the blocks `qkd-hdl-synth --blocks` builds alone.
 pub fn tick_domain_blocks() -> Vec<(&'static str, String)> {
-    sim_models().into_iter().filter(|(name, _)| TICK_DOMAIN_BLOCKS.contains(name)).collect()
+    sim_models()
+        .into_iter()
+        .filter(|(name, _)| TICK_DOMAIN_BLOCKS.contains(name) || CROSSING_BLOCKS.contains(name))
+        .collect()
 }
 
 /// Direction of a module port.
