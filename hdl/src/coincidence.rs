@@ -398,7 +398,8 @@ impl<const N: usize> Logic for Coincidence<N> {
         self.w_addr.d.next = self.ra.val();
         // The counter visited or flushed this tick is the one-hot `vsel` (bit k), which
         // advances after every odd tick: the selects below are AND-OR trees over the
-        // counters, not a chain of comparisons of `k`.
+        // counters, not a chain of comparisons of `k`. It duplicates `slot[4:1]` on purpose
+        // (`k` still forms the RAM address); the model keeps only `slot`.
         self.vsel.d.next = self.vsel.q.val();
         if self.slot.q.val().get_bit(0) {
             self.vsel.d.next = (self.vsel.q.val() << self.one.val()) | (self.vsel.q.val() >> self.fifteen.val());

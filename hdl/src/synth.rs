@@ -160,6 +160,15 @@ fn fmax_per_clock(log: &str) -> std::collections::BTreeMap<String, f64> {
     last
 }
 
+/// (used, available) logic cells and block RAMs from the nextpnr log `log` (file `plog`).
+fn cells_and_brams(log: &str, plog: &Path) -> Result<((u32, u32), (u32, u32)), SynthError> {
+    let parse = |what| SynthError::Parse { log: plog.into(), what };
+    Ok((
+        utilization(log, "ICESTORM_LC").ok_or_else(|| parse("ICESTORM_LC"))?,
+        utilization(log, "ICESTORM_RAM").ok_or_else(|| parse("ICESTORM_RAM"))?,
+    ))
+}
+
 /// yosys `synth_ice40` and nextpnr-ice40 for module `top` of the Verilog file `v`, at the
 /// tagger clock of `board`, with pin constraints `pcf` (none: nextpnr places the ports) and
 /// the placed design written to `asc` if given. Writes `<top>.json`, `<top>.yosys.log` and
@@ -259,8 +268,7 @@ pub fn synthesize_block(
     let log = place_and_route(board, name, &v, None, None, out_dir, seed)?;
     let plog = out_dir.join(format!("{name}.nextpnr.log"));
     let parse = |what| SynthError::Parse { log: plog.clone(), what };
-    let (logic_cells, _) = utilization(&log, "ICESTORM_LC").ok_or_else(|| parse("ICESTORM_LC"))?;
-    let (brams, _) = utilization(&log, "ICESTORM_RAM").ok_or_else(|| parse("ICESTORM_RAM"))?;
+    let ((logic_cells, _), (brams, _)) = cells_and_brams(&log, &plog)?;
     let clocks: Vec<_> = fmax_per_clock(&log)
         .into_iter()
         .map(|(net, fmax)| {
@@ -301,8 +309,7 @@ pub fn synthesize(
     let log = place_and_route(board, name, &v, Some(&pcf), Some(&asc), out_dir, seed)?;
     run("icepack", &[&asc.to_string_lossy(), &bin.to_string_lossy()], &out_dir.join(format!("{name}.icepack.log")))?;
     let parse = |what| SynthError::Parse { log: plog.clone(), what };
-    let (logic_cells, logic_cells_total) = utilization(&log, "ICESTORM_LC").ok_or_else(|| parse("ICESTORM_LC"))?;
-    let (brams, brams_total) = utilization(&log, "ICESTORM_RAM").ok_or_else(|| parse("ICESTORM_RAM"))?;
+    let ((logic_cells, logic_cells_total), (brams, brams_total)) = cells_and_brams(&log, &plog)?;
     let (ios, ios_total) = utilization(&log, "SB_IO").ok_or_else(|| parse("SB_IO"))?;
     let fmax_mhz = fmax(&log).ok_or_else(|| parse("Fmax of the PLL clock"))?;
     Ok(SynthReport {

@@ -75,8 +75,8 @@ pub struct TagCrossing {
     wq2: DFF<Bits<PTR_BITS>>,
     fill_r: DFF<Bits<CROSSING_FILL_BITS>>,
     winc: Signal<Local, Bit>,
-    wbin_next: Signal<Local, Bits<PTR_BITS>>,
-    wgray_next: Signal<Local, Bits<PTR_BITS>>,
+    wbin2: Signal<Local, Bits<PTR_BITS>>,
+    wgray2: Signal<Local, Bits<PTR_BITS>>,
     rinc: Signal<Local, Bit>,
     rbin_next: Signal<Local, Bits<PTR_BITS>>,
     rgray_next: Signal<Local, Bits<PTR_BITS>>,
@@ -116,8 +116,8 @@ impl Default for TagCrossing {
             wq2: Default::default(),
             fill_r: Default::default(),
             winc: Default::default(),
-            wbin_next: Default::default(),
-            wgray_next: Default::default(),
+            wbin2: Default::default(),
+            wgray2: Default::default(),
             rinc: Default::default(),
             rbin_next: Default::default(),
             rgray_next: Default::default(),
@@ -142,21 +142,22 @@ impl Logic for TagCrossing {
         self.rq2.d.next = self.rq1.q.val();
         self.winc.next = !self.src_empty.val() & !self.wfull.q.val();
         self.src_read.next = self.winc.val();
-        // The pointer plus one is kept in registers too (`wbin1`, `wgray1`), so that the
-        // next pointer's Gray code is a flip-flop whether or not this tick writes.
+        // The pointer plus one is kept in registers too (`wbin1`, `wgray1`; `wbin2` is the
+        // pointer plus two), so that the next pointer's Gray code is a flip-flop whether or
+        // not this tick writes.
         self.wbin1.clock.next = self.tick_clock.val();
         self.wgray1.clock.next = self.tick_clock.val();
         self.wbin.d.next = self.wbin.q.val();
         self.wgray.d.next = self.wgray.q.val();
         self.wbin1.d.next = self.wbin1.q.val();
         self.wgray1.d.next = self.wgray1.q.val();
-        self.wbin_next.next = self.wbin1.q.val() + 1;
-        self.wgray_next.next = (self.wbin_next.val() >> self.one.val()) ^ self.wbin_next.val();
+        self.wbin2.next = self.wbin1.q.val() + 1;
+        self.wgray2.next = (self.wbin2.val() >> self.one.val()) ^ self.wbin2.val();
         if self.winc.val() {
             self.wbin.d.next = self.wbin1.q.val();
             self.wgray.d.next = self.wgray1.q.val();
-            self.wbin1.d.next = self.wbin_next.val();
-            self.wgray1.d.next = self.wgray_next.val();
+            self.wbin1.d.next = self.wbin2.val();
+            self.wgray1.d.next = self.wgray2.val();
         }
         // Full: the next write pointer is a whole lap ahead of the read pointer (Gray: the top
         // two bits inverted, the rest equal); both outcomes compared, the write selects.

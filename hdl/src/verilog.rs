@@ -52,7 +52,7 @@ pub const CROSSING_BLOCKS: [&str; 1] = ["tag_crossing"];
 
 /// Verilog of the [`TICK_DOMAIN_BLOCKS`] and the [`CROSSING_BLOCKS`], as (module name,
 /// Verilog text): the blocks `qkd-hdl-synth --blocks` builds alone.
-pub fn tick_domain_blocks() -> Vec<(&'static str, String)> {
+pub fn standalone_blocks() -> Vec<(&'static str, String)> {
     sim_models()
         .into_iter()
         .filter(|(name, _)| TICK_DOMAIN_BLOCKS.contains(name) || CROSSING_BLOCKS.contains(name))

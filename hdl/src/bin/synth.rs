@@ -60,7 +60,7 @@ fn main() -> anyhow::Result<()> {
                 println!("  skipped: the UP5K's sg48 package has too few pins for a block's ports");
                 continue;
             }
-            for (name, v) in qkd_hdl::verilog::tick_domain_blocks() {
+            for (name, v) in qkd_hdl::verilog::standalone_blocks() {
                 let r = synthesize_block(board, name, &v, &dir.join(board.name()), args.seed)
                     .with_context(|| format!("building block {name} for {}", board.name()))?;
                 println!("  {r}");
