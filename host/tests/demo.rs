@@ -166,9 +166,9 @@ fn bbm92_short_pass_syncs_clocks_and_gives_identical_keys() {
     // decoy-BB84 test covers Cascade).
     let (r, text) = demo(&dir, &bbm92_testbed(), &["--duration", "3", "--method", "ldpc"]);
     assert_eq!(r["protocol"], "bbm92");
+    assert!(r["abort"].is_null(), "aborted: {text}");
     assert_eq!(r["station"]["method"], "ldpc");
     assert!(u(&r, "/station/mac_key_bits") < 10_000, "{}", r["station"]);
-    assert!(r["abort"].is_null(), "aborted: {text}");
     check_keys(&dir, &r);
     // Clock sync from the tag streams: the FFT finds the peak at these rates, and the track
     // lies within a fraction of a tick of the simulated truth.

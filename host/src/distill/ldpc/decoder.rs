@@ -856,3 +856,128 @@ mod float_reference {
         println!("float sum-product decodes {float_ok}/32, fixed point loses {lost} of them, decodes {} in all", fixed.iter().filter(|w| w.is_some()).count());
     }
 }
+
+#[cfg(test)]
+mod float_diag {
+    use super::tests::bsc_jobs;
+    use super::*;
+    use crate::distill::finite_key::binary_entropy;
+    use crate::distill::ldpc::code;
+
+    /// Layered f64 sum-product (tanh rule, forward/backward products); iterations to converge.
+    fn layered_f64(c: &Code, job: &Job, max_iter: u32) -> Option<u32> {
+        let mut post: Vec<f64> = job.llr.iter().map(|&l| (f64::from(l) / LLR_PER_NAT).clamp(-40.0, 40.0)).collect();
+        let mut c2v = vec![0f64; c.edges()];
+        let mut t = vec![0f64; c.max_row_degree];
+        let mut fw = vec![0f64; c.max_row_degree + 1];
+        for it in 1..=max_iter {
+            for r in 0..c.m {
+                let (a, b) = (c.row_ptr[r] as usize, c.row_ptr[r + 1] as usize);
+                let d = b - a;
+                let flip = (job.syndrome[r / 64] >> (r % 64)) & 1 == 1;
+                for k in 0..d {
+                    t[k] = ((post[c.cols[a + k] as usize] - c2v[a + k]) / 2.0).tanh();
+                }
+                fw[0] = if flip { -1.0 } else { 1.0 };
+                for k in 0..d {
+                    fw[k + 1] = fw[k] * t[k];
+                }
+                let mut bw = 1.0;
+                for k in (0..d).rev() {
+                    let p = (fw[k] * bw).clamp(-1.0 + 1e-15, 1.0 - 1e-15);
+                    bw *= t[k];
+                    let m = 2.0 * p.atanh();
+                    let v = c.cols[a + k] as usize;
+                    post[v] = post[v] - c2v[a + k] + m;
+                    c2v[a + k] = m;
+                }
+            }
+            let mut x = vec![0u64; c.n.div_ceil(64)];
+            for (v, &p) in post.iter().enumerate() {
+                x[v / 64] |= u64::from(p < 0.0) << (v % 64);
+            }
+            if c.syndrome(&x) == job.syndrome {
+                return Some(it);
+            }
+        }
+        None
+    }
+
+    #[test]
+    #[ignore]
+    fn diag_float() {
+        let env = |k: &str| std::env::var(k).ok();
+        let n: usize = env("LDPC_DIAG_N").and_then(|s| s.parse().ok()).unwrap_or(16384);
+        let frames: usize = env("LDPC_DIAG_FRAMES").and_then(|s| s.parse().ok()).unwrap_or(8);
+        let q: f64 = env("LDPC_DIAG_Q").and_then(|s| s.parse().ok()).unwrap_or(0.01);
+        let h = binary_entropy(q);
+        for f in env("LDPC_DIAG_F").unwrap_or("1.1,1.15".into()).split(',').map(|x| x.parse::<f64>().unwrap()) {
+            let m = (f * h * n as f64).round() as usize;
+            let c = match env("LDPC_DIAG_PROFILE") {
+                Some(p) => {
+                    let prof: Vec<(usize, f64)> = p
+                        .split(',')
+                        .map(|e| {
+                            let (d, fr) = e.split_once(':').unwrap();
+                            (d.parse().unwrap(), fr.parse().unwrap())
+                        })
+                        .collect();
+                    code::build_with(n, m, 1, &prof, true)
+                }
+                None => code::build(n, m, 1),
+            };
+            let (jobs, _) = bsc_jobs(&c, frames, q, &[], 3);
+            let res: Vec<Option<u32>> = jobs.par_iter().map(|j| layered_f64(&c, j, 200)).collect();
+            let ok: Vec<u32> = res.iter().flatten().copied().collect();
+            let fixed = decode_all(&c, &jobs, 200).words.iter().filter(|w| w.is_some()).count();
+            println!("q={q} f={f} n={n} float ok {}/{frames} (iters {:?}), fixed ok {fixed}/{frames}", ok.len(), ok);
+        }
+    }
+}
+
+#[cfg(test)]
+mod profile_search {
+    use super::tests::bsc_jobs;
+    use super::*;
+    use crate::distill::finite_key::binary_entropy;
+    use crate::distill::ldpc::code;
+
+    /// `LDPC_SEARCH_PROFILES="3:0.6,6:0.25,20:0.15;3:0.8,10:0.2"`: per profile and QBER, the
+    /// frame error rate at each efficiency of `LDPC_DIAG_F`.
+    #[test]
+    #[ignore]
+    fn profile_search() {
+        let env = |k: &str| std::env::var(k).ok();
+        let n: usize = env("LDPC_DIAG_N").and_then(|s| s.parse().ok()).unwrap_or(16384);
+        let frames: usize = env("LDPC_DIAG_FRAMES").and_then(|s| s.parse().ok()).unwrap_or(32);
+        let iters: u32 = env("LDPC_DIAG_ITERS").and_then(|s| s.parse().ok()).unwrap_or(60);
+        let fs: Vec<f64> = env("LDPC_DIAG_F").unwrap_or("1.1,1.15,1.2".into()).split(',').map(|x| x.parse().unwrap()).collect();
+        let qs: Vec<f64> = env("LDPC_DIAG_Q").unwrap_or("0.01".into()).split(',').map(|x| x.parse().unwrap()).collect();
+        for p in env("LDPC_SEARCH_PROFILES").unwrap().split(';') {
+            // "auto": the profile `code::build` picks for the rate.
+            let prof: Vec<(usize, f64)> = if p == "auto" {
+                Vec::new()
+            } else {
+                p.split(',')
+                    .map(|e| {
+                        let (d, fr) = e.split_once(':').unwrap();
+                        (d.parse().unwrap(), fr.parse().unwrap())
+                    })
+                    .collect()
+            };
+            for &q in &qs {
+                let h = binary_entropy(q);
+                let mut line = format!("q={q} n={n} profile {p}:");
+                for &f in &fs {
+                    let m = (f * h * n as f64).round() as usize;
+                    let c = if prof.is_empty() { code::build(n, m, 1) } else { code::build_with(n, m, 1, &prof, true) };
+                    let (jobs, _) = bsc_jobs(&c, frames, q, &[], 3);
+                    let d = decode_all(&c, &jobs, iters);
+                    let fails = d.words.iter().filter(|w| w.is_none()).count();
+                    line += &format!(" f{f}={:.2}", fails as f64 / frames as f64);
+                }
+                println!("{line}");
+            }
+        }
+    }
+}

@@ -47,20 +47,69 @@ use std::time::Instant;
 use zeroize::Zeroize;
 
 /// Efficiency aimed at by [`reconcile_local`] and [`simulate`] (leaked bits per bit of
-/// `key_bits · h(QBER)`).
+/// `key_bits · h(QBER)`): the first attempt is made at this efficiency or, when the codes'
+/// measured median decoding efficiency lies higher, a little below that median (see
+/// [`choose_params`]).
 pub const DEFAULT_TARGET_EFFICIENCY: f64 = 1.10;
 /// Shortest key (bits) [`choose_params`] accepts.
 pub const MIN_KEY_BITS: usize = 1024;
 /// Largest QBER (probability) [`choose_params`] accepts.
 pub const MAX_QBER: f64 = 0.15;
 
-/// Efficiency of the first attempt relative to the target, and of the last (all punctured
-/// bits revealed); blind rounds step evenly in between. Set from [`simulate`] runs with the
-/// current codes and the box-plus decoder, whose decoding threshold at n = 16384 lies near
-/// f ≈ 1.1 (QBER 3–5 %) to 1.2 (QBER 1 %): the first attempt is made at target + 0.05 and the
-/// frames that fail climb in steps of about 0.05.
-const F_FIRST_ABOVE_TARGET: f64 = 0.05;
-const F_LAST_ABOVE_TARGET: f64 = 0.40;
+/// Decoding efficiency of the codes, measured: per QBER (probability), the efficiency at which
+/// half the frames of length [`CALIBRATION_FRAME`] decode in one attempt of 60 iterations
+/// (`f50`), and the spread of that per-frame threshold (`sigma`, the standard deviation of a
+/// normal fit to the frame error rates between 5 and 95 %). From
+/// `LDPC_SEARCH_PROFILES=auto LDPC_DIAG_N=32768 LDPC_DIAG_FRAMES=48 cargo test --release -p
+/// qkd-host --lib -- --ignored profile_search --nocapture` (frame error rate on a grid of
+/// efficiencies 1.0–1.3, step 0.025). Rows: `(qber, f50, sigma)`.
+const DECODING_EFFICIENCY: [(f64, f64, f64); 9] = [
+    (0.010, 1.152, 0.050),
+    (0.015, 1.140, 0.040),
+    (0.020, 1.118, 0.035),
+    (0.030, 1.100, 0.030),
+    (0.040, 1.092, 0.030),
+    (0.050, 1.085, 0.022),
+    (0.065, 1.087, 0.022),
+    (0.080, 1.088, 0.025),
+    (0.110, 1.085, 0.020),
+];
+/// Frame length (bits) of the [`DECODING_EFFICIENCY`] measurements.
+const CALIBRATION_FRAME: usize = 32_768;
+/// Rise of the median decoding efficiency per halving of the frame length below
+/// [`CALIBRATION_FRAME`] (measured at n = 16384: +0.02 at QBER 1–2 %, under 0.01 at 3–11 %).
+const LENGTH_PENALTY: f64 = 0.015;
+/// The first attempt is made at the target efficiency, or at this many spreads above the
+/// median decoding efficiency where that is lower (QBER ≳ 5 % for the default target 1.10:
+/// no point in leaking more than most frames need); each blind round then raises the
+/// efficiency by [`STEP_SPREADS`] spreads (eight rounds: four spreads). In the protocol a
+/// frame also carries the punctured bits of the blind rounds and gets [`MAX_ITERATIONS`] per
+/// attempt, so fewer frames decode at once than the calibration's median suggests (at
+/// QBER 1 % and f = 1.10, about 5 %). Chosen from `cargo bench -p qkd-host --bench ldpc --
+/// zzz_none` runs (2 × 2^20 bits per QBER) over a first attempt at 1.08–1.10 and steps of
+/// 0.35–0.7 σ: steps of 0.35 σ lowered f by < 0.01 but discarded 10 % of the frames at
+/// QBER 1 %; steps of 0.7 σ raised f by 0.01–0.02.
+const FIRST_SPREADS_ABOVE: f64 = 1.0;
+const STEP_SPREADS: f64 = 0.5;
+
+/// Median decoding efficiency and spread of the codes at QBER `qber` and frame length `n`
+/// (interpolated in [`DECODING_EFFICIENCY`], clamped at its ends; the spread grows as
+/// `1/sqrt(n)`).
+fn decoding_efficiency(qber: f64, n: usize) -> (f64, f64) {
+    let t = &DECODING_EFFICIENCY;
+    let (f50, sigma) = match t.iter().position(|r| r.0 >= qber) {
+        None => (t[t.len() - 1].1, t[t.len() - 1].2),
+        Some(0) => (t[0].1, t[0].2),
+        Some(i) => {
+            let (a, b) = (t[i - 1], t[i]);
+            let w = (qber - a.0) / (b.0 - a.0);
+            (a.1 + w * (b.1 - a.1), a.2 + w * (b.2 - a.2))
+        }
+    };
+    let halvings = (CALIBRATION_FRAME as f64 / n as f64).log2().max(0.0);
+    (f50 + LENGTH_PENALTY * halvings, sigma * (CALIBRATION_FRAME as f64 / n as f64).sqrt().max(1.0))
+}
+
 /// Default number of reveal round trips (the most a reconciliation with [`choose_params`] takes).
 pub const REVEAL_ROUNDS: u32 = 8;
 /// Layered box-plus iterations per decoding attempt (a frame retried after a reveal resumes
@@ -208,16 +257,18 @@ impl LdpcParams {
     }
 }
 
-/// Frame length (bits) for a key of `n_bits`: long frames decode closer to capacity, but a
-/// block should still span several frames so both cores have work.
+/// Frame length (bits) for a key of `n_bits`: long frames decode closer to capacity
+/// (see [`LENGTH_PENALTY`]), but a block should span about sixteen frames so that the
+/// decoder's lanes (16 frames per register, [`decoder`]) and both cores have work.
 fn frame_len_for(n_bits: usize) -> usize {
-    (n_bits / 4).next_power_of_two().clamp(2048, 16384)
+    (n_bits / 16).next_power_of_two().clamp(2048, CALIBRATION_FRAME)
 }
 
-/// Chooses parameters for reconciling `n_bits` key bits at QBER `qber` (probability), aiming
-/// at an average efficiency near `target_efficiency`: the first attempt runs at
-/// `f ≈ target + 0.05` and the blind rounds can lower the rate to `f ≈ target + 0.40` (offsets
-/// that reflect the present codes; see [`simulate`] for what is reached).
+/// Chooses parameters for reconciling `n_bits` key bits at QBER `qber` (probability). The
+/// first attempt runs at `f = min(target_efficiency, f50 + σ)` (at least 1.0), where `f50` and
+/// `σ` are the measured median and spread of the codes' decoding efficiency at this QBER and
+/// frame length ([`DECODING_EFFICIENCY`]); each of the [`REVEAL_ROUNDS`] blind rounds then
+/// lowers the rate by `σ/2` for the frames still failing. See [`simulate`] for what is reached.
 pub fn choose_params(qber: f64, n_bits: usize, target_efficiency: f64) -> Result<LdpcParams, LdpcError> {
     if !(qber > 0.0 && qber <= MAX_QBER) {
         return Err(LdpcError::QberOutOfRange(qber));
@@ -230,8 +281,9 @@ pub fn choose_params(qber: f64, n_bits: usize, target_efficiency: f64) -> Result
     }
     let n = frame_len_for(n_bits);
     let h = binary_entropy(qber);
-    let f_first = target_efficiency + F_FIRST_ABOVE_TARGET;
-    let f_last = target_efficiency + F_LAST_ABOVE_TARGET;
+    let (f50, sigma) = decoding_efficiency(qber, n);
+    let f_first = target_efficiency.min(f50 + FIRST_SPREADS_ABOVE * sigma).max(1.0);
+    let f_last = f_first + STEP_SPREADS * sigma * REVEAL_ROUNDS as f64;
     let rounds = REVEAL_ROUNDS;
     let shape = |k: usize| {
         let step = ((f_last - f_first) * k as f64 * h / rounds as f64).ceil().max(1.0) as usize;
