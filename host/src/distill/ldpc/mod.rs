@@ -17,11 +17,13 @@
 //! bits whose columns of `H` are linearly independent (untainted puncturing gives them
 //! disjoint supports), so they one-time-pad a `p`-dimensional part of the syndrome: the
 //! syndrome leaks exactly `m - p` bits about the key. Each revealed punctured bit leaks one
-//! more bit. So `leaked_bits = frames·(m - p) + revealed bits`, counted for every frame
+//! more bit, and each frame's hash ([`LdpcParams::frame_hash_bits`]) its bits. So
+//! `leaked_bits = frames·(m − p + hash bits) + revealed bits`, counted for every frame
 //! including discarded ones; [`LdpcStats::disclosed_bits`] also gives the raw count of bits
-//! sent (`frames·m + revealed`). No hash is sent: Bob accepts a frame when its syndrome
-//! matches, so an undetected wrong decoding (a different word with the same syndrome) is
-//! possible in principle and the verification stage ([`crate::distill::verify`]) must follow.
+//! sent (`frames·(m + hash bits) + revealed`). Bob accepts a frame when its syndrome and its
+//! hash match; a wrong decoding (a different word with the same syndrome) then slips through
+//! only when the hashes collide too (2^-16), and the verification stage
+//! ([`crate::distill::verify`]) must still follow.
 //! Efficiency is `f = leaked_bits / (key_bits · h(QBER))`.
 //!
 //! # Messages
@@ -110,6 +112,10 @@ fn decoding_efficiency(qber: f64, n: usize) -> (f64, f64) {
     (f50 + LENGTH_PENALTY * halvings, sigma * (CALIBRATION_FRAME as f64 / n as f64).sqrt().max(1.0))
 }
 
+/// Bits of the per-frame hash ([`LdpcParams::frame_hash_bits`]): a wrong decoding slips
+/// through with probability 2^-16, and the verification stage still follows. At QBER 1 % and
+/// frames of 32 768 bits this adds 0.6 % to the leak.
+const FRAME_HASH_BITS: u32 = 16;
 /// Default number of reveal round trips (the most a reconciliation with [`choose_params`] takes).
 pub const REVEAL_ROUNDS: u32 = 8;
 /// Layered box-plus iterations per decoding attempt (a frame retried after a reveal resumes
@@ -192,6 +198,11 @@ pub struct LdpcParams {
     pub max_reveal_rounds: u32,
     /// Most decoder iterations per decoding attempt.
     pub max_iterations: u32,
+    /// Bits of the per-frame hash Alice sends with the syndromes (at most 64; 0: none).
+    /// Bob accepts a decoded frame only when its hash matches too, so that a frame the
+    /// decoder took to another word with the same syndrome (a low-weight codeword away) is
+    /// retried in the next round instead of failing the verification of a whole block.
+    pub frame_hash_bits: u32,
     /// QBER estimate (probability) the parameters were chosen for.
     pub qber: f64,
 }
@@ -209,9 +220,9 @@ impl LdpcParams {
         start..start + self.frame_key_bits(f)
     }
 
-    /// Bits leaked by the syndrome of one frame: `checks - punctured`.
+    /// Bits leaked by the syndrome and hash of one frame: `checks − punctured + hash bits`.
     pub fn syndrome_leak_per_frame(&self) -> usize {
-        self.checks - self.punctured
+        self.checks - self.punctured + self.frame_hash_bits as usize
     }
 
     /// Checks internal consistency (cheap; the puncturing capacity is checked when the code
@@ -246,6 +257,9 @@ impl LdpcParams {
                 "{} rounds of {} revealed bits exceed {} punctured",
                 self.max_reveal_rounds, self.reveal_step, self.punctured
             ));
+        }
+        if self.frame_hash_bits > 64 {
+            return bad(format!("{}-bit frame hash (at most 64)", self.frame_hash_bits));
         }
         if self.max_iterations == 0 || self.max_iterations > 10_000 {
             return bad(format!("{} iterations", self.max_iterations));
@@ -307,6 +321,7 @@ pub fn choose_params(qber: f64, n_bits: usize, target_efficiency: f64) -> Result
         reveal_step: step,
         max_reveal_rounds: rounds,
         max_iterations: MAX_ITERATIONS,
+        frame_hash_bits: FRAME_HASH_BITS,
         qber,
     };
     params.validate()?;
@@ -321,6 +336,16 @@ struct Layout {
     punctured: Vec<u32>,
     /// All other positions, key bits first.
     fill: Vec<u32>,
+    /// Interleaver: key bit `order[j]` is the `j`-th bit of the frame sequence (frame `f`
+    /// carries `order[frame_range(f)]`). A public permutation drawn from the seed, so that
+    /// every frame sees the key's average error rate: a satellite pass's errors are not
+    /// uniform in time (the QBER rises at low elevation), and contiguous frames from its edges
+    /// would fail at an efficiency that the average needs.
+    order: Vec<u32>,
+    /// Per hash bit, the mask of frame key bits (packed LSB-first) whose parity it is: a
+    /// random binary matrix, a universal hash (two different frames collide with probability
+    /// 2^-bits), public and drawn from the seed.
+    hash_masks: Vec<Vec<u64>>,
 }
 
 impl Layout {
@@ -341,7 +366,20 @@ impl Layout {
         }
         let mut fill: Vec<u32> = (0..code.n as u32).filter(|&v| !is_p[v as usize]).collect();
         fill.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x5a5a_1d9c_0f1e_7b33));
-        Ok(Self { code, punctured, fill })
+        let mut order: Vec<u32> = (0..params.key_bits as u32).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x0bd3_51c7_e2a4_9f68));
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x77e1_0c4a_b95d_2f13);
+        let words = params.frame_key_bits(0).div_ceil(64);
+        let hash_masks = (0..params.frame_hash_bits).map(|_| (0..words).map(|_| rng.gen()).collect()).collect();
+        Ok(Self { code, punctured, fill, order, hash_masks })
+    }
+
+    /// The hash of a frame's key bits, packed LSB-first (bits past the frame's length zero).
+    fn frame_hash(&self, bits: &[u64]) -> u64 {
+        self.hash_masks.iter().enumerate().fold(0u64, |h, (i, mask)| {
+            let parity = mask.iter().zip(bits).fold(0u32, |p, (m, b)| p ^ (m & b).count_ones()) & 1;
+            h | u64::from(parity) << i
+        })
     }
 }
 
@@ -362,6 +400,9 @@ pub struct LdpcStats {
     pub first_attempt_failures: u64,
     /// Frames that never decoded (discarded).
     pub failed_frames: u64,
+    /// Decodings that matched the syndrome but not the frame hash (another word; the frame
+    /// was retried). Bob's count; 0 on Alice's side.
+    pub wrong_decodings: u64,
     /// Key bits discarded with the failed frames.
     pub discarded_bits: u64,
     /// Key bits reconciled (input length).
@@ -386,6 +427,8 @@ pub struct SyndromeMsg {
     pub seed: u64,
     /// Per frame, the `checks`-bit syndrome packed LSB-first.
     pub syndromes: Vec<Vec<u64>>,
+    /// Per frame, the hash of its key bits (`frame_hash_bits` bits).
+    pub frame_hashes: Vec<u64>,
 }
 
 /// Bob → Alice: frames that failed, asking for the next punctured bits of each.
@@ -420,7 +463,8 @@ pub struct DoneMsg {
 pub struct LdpcOutcome {
     /// Reconciled key (input length minus `stats.discarded_bits`).
     pub key: SecretBits,
-    /// Ranges of input key bit indices that were dropped.
+    /// Ranges of input key bit indices that were dropped (the frames' bits are interleaved
+    /// over the key, so a lost frame drops bits all over it; the key keeps the input order).
     pub discarded: Vec<Range<usize>>,
     /// Statistics.
     pub stats: LdpcStats,
@@ -445,17 +489,39 @@ fn check_frame_list(frames: &[u32], n_frames: usize, what: &'static str) -> Resu
     Ok(())
 }
 
-/// Concatenates the key bits of the frames not in `discarded` (sorted).
-fn assemble(params: &LdpcParams, discarded: &[u32], frame_bits: impl Fn(usize) -> SecretBits) -> (SecretBits, Vec<Range<usize>>) {
-    let mut key = SecretBits::new();
-    let mut ranges = Vec::new();
+/// The reconciled key: the key bits of the frames not in `discarded` (sorted), put back in
+/// key order through the interleaver `order`, and the ranges of key indices dropped.
+/// `frame_bits(f)` gives frame `f`'s key bits in frame order.
+fn assemble(params: &LdpcParams, order: &[u32], discarded: &[u32], frame_bits: impl Fn(usize) -> SecretBits) -> (SecretBits, Vec<Range<usize>>) {
+    let mut keep = vec![true; params.key_bits];
+    let mut all = SecretBits::zeros(params.key_bits);
     let mut d = discarded.iter().peekable();
     for f in 0..params.frames {
+        let r = params.frame_range(f);
         if d.peek().is_some_and(|&&x| x as usize == f) {
             d.next();
-            ranges.push(params.frame_range(f));
+            for j in r {
+                keep[order[j] as usize] = false;
+            }
         } else {
-            key.extend_from(&frame_bits(f));
+            let bits = frame_bits(f);
+            for (i, j) in r.enumerate() {
+                all.set(order[j] as usize, bits.get(i));
+            }
+        }
+    }
+    let mut key = SecretBits::new();
+    let mut ranges: Vec<Range<usize>> = Vec::new();
+    let mut i = 0;
+    while i < keep.len() {
+        let start = i;
+        while i < keep.len() && keep[i] == keep[start] {
+            i += 1;
+        }
+        if keep[start] {
+            key.extend_from(&all.slice(start, i));
+        } else {
+            ranges.push(start..i);
         }
     }
     (key, ranges)
@@ -473,6 +539,8 @@ pub struct LdpcAlice {
     punct: SecretBits,
     /// Punctured bits revealed so far, per frame.
     revealed: Vec<usize>,
+    /// The interleaver of the layout ([`Layout`]'s `order`).
+    order: Vec<u32>,
     round: u32,
     stats: LdpcStats,
 }
@@ -498,26 +566,31 @@ impl LdpcAlice {
             punct.set(i, rng.gen::<bool>());
         }
         let code = &layout.code;
-        let syndromes: Vec<Vec<u64>> = (0..params.frames)
+        let (syndromes, frame_hashes): (Vec<Vec<u64>>, Vec<u64>) = (0..params.frames)
             .into_par_iter()
             .map(|f| {
                 let mut x = vec![0u64; code.n.div_ceil(64)];
+                let mut kb = vec![0u64; params.frame_key_bits(f).div_ceil(64)];
                 let r = params.frame_range(f);
                 for (j, i) in r.enumerate() {
                     let v = layout.fill[j] as usize;
-                    x[v / 64] |= u64::from(key.get(i)) << (v % 64);
+                    let b = u64::from(key.get(layout.order[i] as usize));
+                    x[v / 64] |= b << (v % 64);
+                    kb[j / 64] |= b << (j % 64);
                 }
                 for (j, &v) in layout.punctured.iter().enumerate() {
                     x[v as usize / 64] |= u64::from(punct.get(f * p + j)) << (v % 64);
                 }
                 let s = code.syndrome(&x);
+                let h = layout.frame_hash(&kb);
                 x.zeroize();
-                s
+                kb.zeroize();
+                (s, h)
             })
-            .collect();
+            .unzip();
         let stats = LdpcStats {
             leaked_bits: (params.frames * params.syndrome_leak_per_frame()) as u64,
-            disclosed_bits: (params.frames * params.checks) as u64,
+            disclosed_bits: (params.frames * (params.checks + params.frame_hash_bits as usize)) as u64,
             frames: params.frames as u64,
             key_bits: params.key_bits as u64,
             ..Default::default()
@@ -527,10 +600,11 @@ impl LdpcAlice {
             key: key.clone(),
             punct,
             revealed: vec![0; params.frames],
+            order: layout.order,
             round: 0,
             stats,
         };
-        Ok((alice, SyndromeMsg { params: params.clone(), seed, syndromes }))
+        Ok((alice, SyndromeMsg { params: params.clone(), seed, syndromes, frame_hashes }))
     }
 
     /// Answers a reveal request with the next `reveal_step` punctured bits of each frame.
@@ -577,8 +651,14 @@ impl LdpcAlice {
         check_frame_list(&done.discarded_frames, self.params.frames, "done message")?;
         let mut stats = self.stats.clone();
         let (key, discarded) =
-            assemble(&self.params, &done.discarded_frames, |f| { let r = self.params.frame_range(f); self.key.slice(r.start, r.end) });
-        stats.failed_frames = discarded.len() as u64;
+            assemble(&self.params, &self.order, &done.discarded_frames, |f| {
+                let mut bits = SecretBits::zeros(self.params.frame_key_bits(f));
+                for (i, j) in self.params.frame_range(f).enumerate() {
+                    bits.set(i, self.key.get(self.order[j] as usize));
+                }
+                bits
+            });
+        stats.failed_frames = done.discarded_frames.len() as u64;
         stats.discarded_bits = discarded.iter().map(|r| r.len() as u64).sum();
         Ok(LdpcOutcome { key, discarded, stats })
     }
@@ -596,6 +676,8 @@ pub struct LdpcBob {
     layout: Layout,
     key: SecretBits,
     syndromes: Vec<Vec<u64>>,
+    /// Alice's hash of each frame's key bits.
+    frame_hashes: Vec<u64>,
     /// Revealed punctured values per frame (public once revealed).
     revealed: Vec<Vec<bool>>,
     /// Corrected key bits of each decoded frame.
@@ -626,6 +708,7 @@ impl LdpcBob {
             layout,
             key: key.clone(),
             syndromes: Vec::new(),
+            frame_hashes: Vec::new(),
             revealed: vec![Vec::new(); params.frames],
             decoded: vec![None; params.frames],
             resume: vec![None; params.frames],
@@ -656,9 +739,18 @@ impl LdpcBob {
                 detail: format!("expected {} syndromes of {words} words", self.params.frames),
             });
         }
+        if msg.frame_hashes.len() != self.params.frames
+            || msg.frame_hashes.iter().any(|&h| self.params.frame_hash_bits < 64 && h >> self.params.frame_hash_bits != 0)
+        {
+            return Err(LdpcError::Malformed {
+                what: "syndrome message",
+                detail: format!("expected {} frame hashes of {} bits", self.params.frames, self.params.frame_hash_bits),
+            });
+        }
         self.syndromes = msg.syndromes.clone();
+        self.frame_hashes = msg.frame_hashes.clone();
         self.stats.leaked_bits = (self.params.frames * self.params.syndrome_leak_per_frame()) as u64;
-        self.stats.disclosed_bits = (self.params.frames * self.params.checks) as u64;
+        self.stats.disclosed_bits = (self.params.frames * (self.params.checks + self.params.frame_hash_bits as usize)) as u64;
         let all: Vec<u32> = (0..self.params.frames as u32).collect();
         self.decode(&all);
         let failed = self.failed();
@@ -707,9 +799,9 @@ impl LdpcBob {
                 }
                 *state = None;
             }
-            let (key, discarded) = assemble(&self.params, &failed, |f| self.decoded[f].clone().unwrap_or_default());
+            let (key, discarded) = assemble(&self.params, &self.layout.order, &failed, |f| self.decoded[f].clone().unwrap_or_default());
             let mut stats = self.stats.clone();
-            stats.failed_frames = discarded.len() as u64;
+            stats.failed_frames = failed.len() as u64;
             stats.discarded_bits = discarded.iter().map(|r| r.len() as u64).sum();
             BobStep::Done(LdpcOutcome { key, discarded, stats }, DoneMsg { discarded_frames: failed })
         } else {
@@ -739,7 +831,7 @@ impl LdpcBob {
                     };
                 }
                 for (j, i) in params.frame_range(f).enumerate() {
-                    llr[layout.fill[j] as usize] = if key.get(i) { -key_llr } else { key_llr };
+                    llr[layout.fill[j] as usize] = if key.get(layout.order[i] as usize) { -key_llr } else { key_llr };
                 }
                 Job { llr, syndrome: self.syndromes[f].clone(), resume: None }
             })
@@ -772,7 +864,12 @@ impl LdpcBob {
                 for j in 0..kf {
                     bits.set(j, get_bit(&word, layout.fill[j] as usize));
                 }
-                self.decoded[f] = Some(bits);
+                if layout.frame_hash(bits.words()) == self.frame_hashes[f] {
+                    self.decoded[f] = Some(bits);
+                } else {
+                    // Another word with the same syndrome: retried after the next reveal.
+                    self.stats.wrong_decodings += 1;
+                }
             }
             word.zeroize();
         }
@@ -918,7 +1015,7 @@ mod tests {
                 let stats = reconcile_local(&mut a, &mut b, q, seed).unwrap();
                 assert_eq!(stats.failed_frames, 0, "q={q} seed={seed}: {stats:?}");
                 assert_eq!(a.len(), 40_000);
-                assert_eq!(a, b, "q={q} seed={seed}: keys differ after reconciliation");
+                assert_eq!(a, b, "q={q} seed={seed}: keys differ after reconciliation in {} bits, {stats:?}", a.hamming_distance(&b));
                 let f = stats.efficiency(q);
                 assert!(f > 1.0 && f < 1.5, "q={q} seed={seed}: efficiency {f}");
             }
@@ -969,13 +1066,16 @@ mod tests {
         assert!(rounds > 0, "the test needs blind rounds");
         let a_out = alice.finish(&done).unwrap();
         let s = &b_out.stats;
-        let base = (params.frames * (params.checks - params.punctured)) as u64;
+        let hash = (params.frames * params.frame_hash_bits as usize) as u64;
+        assert!(hash > 0);
+        let base = (params.frames * (params.checks - params.punctured)) as u64 + hash;
         assert_eq!(s.leaked_bits, base + revealed);
-        assert_eq!(s.disclosed_bits, (params.frames * params.checks) as u64 + revealed);
+        assert_eq!(s.disclosed_bits, (params.frames * params.checks) as u64 + hash + revealed);
         assert_eq!(s.revealed_bits, revealed);
         assert_eq!(s.round_trips, rounds);
         let mut sa = a_out.stats.clone();
         sa.decode_seconds = s.decode_seconds;
+        sa.wrong_decodings = s.wrong_decodings;
         assert_eq!(&sa, s);
         assert_eq!(a_out.key, b_out.key);
         assert_eq!(a_out.discarded, b_out.discarded);
@@ -1032,24 +1132,37 @@ mod tests {
         assert!(params.frames >= 3);
         let (a, mut b) = keys(30_000, 0.01, 4);
         // Ruin frame 1 (25% errors): it cannot decode even with every punctured bit revealed.
-        let bad = params.frame_range(1);
+        // Its key bits are spread over the key by the interleaver.
+        let order = Layout::new(&params, 8).unwrap().order;
+        let mut bad: Vec<usize> = params.frame_range(1).map(|j| order[j] as usize).collect();
+        bad.sort_unstable();
         let mut rng = ChaCha8Rng::seed_from_u64(77);
-        for i in bad.clone() {
+        for &i in &bad {
             if rng.gen_bool(0.25) {
                 b.flip(i);
             }
         }
         let (a_out, b_out) = run_protocol(&a, &b, &params, 8).unwrap();
-        assert_eq!(b_out.discarded, vec![bad.clone()]);
-        assert_eq!(a_out.discarded, vec![bad.clone()]);
+        let dropped = |out: &LdpcOutcome| out.discarded.iter().flat_map(|r| r.clone()).collect::<Vec<usize>>();
+        assert_eq!(dropped(&b_out), bad);
+        assert_eq!(dropped(&a_out), bad);
+        assert!(b_out.discarded.windows(2).all(|w| w[0].end < w[1].start), "ranges not merged");
         assert_eq!(b_out.stats.failed_frames, 1);
+        assert_eq!(a_out.stats.failed_frames, 1);
         assert_eq!(b_out.stats.discarded_bits, bad.len() as u64);
         assert_eq!(b_out.stats.round_trips, u64::from(params.max_reveal_rounds));
         assert_eq!(a_out.key.len(), 30_000 - bad.len());
         assert_eq!(a_out.key, b_out.key);
-        // The kept key is Alice's key without frame 1.
-        let mut expect = a.slice(0, bad.start);
-        expect.extend_from(&a.slice(bad.end, a.len()));
+        // The kept key is Alice's key without frame 1's bits, in input order.
+        let mut expect = SecretBits::new();
+        let mut next_bad = bad.iter().peekable();
+        for i in 0..a.len() {
+            if next_bad.peek() == Some(&&i) {
+                next_bad.next();
+            } else {
+                expect.extend_from(&a.slice(i, i + 1));
+            }
+        }
         assert_eq!(a_out.key, expect);
     }
 
