@@ -324,8 +324,10 @@ fn frame_len_for(n_bits: usize) -> usize {
 /// Chooses parameters for reconciling `n_bits` key bits at QBER `qber` (probability). The
 /// first attempt runs at `f = min(target_efficiency, f50 + σ)` (at least 1.0), where `f50` and
 /// `σ` are the measured median and spread of the codes' decoding efficiency at this QBER and
-/// frame length ([`DECODING_EFFICIENCY`]); each of the [`REVEAL_ROUNDS`] blind rounds then
-/// lowers the rate by `σ/2` for the frames still failing. See [`simulate`] for what is reached.
+/// frame length (a table in this module, measured with `decoder::profile_search`); the
+/// [`REVEAL_ROUNDS`] blind rounds then lower the rate for the frames still failing, by `σ/2`
+/// first and in growing steps up to `8σ` (at least 0.15, at most 0.5) above the first attempt.
+/// See [`simulate`] for what is reached.
 pub fn choose_params(qber: f64, n_bits: usize, target_efficiency: f64) -> Result<LdpcParams, LdpcError> {
     if !(qber > 0.0 && qber <= MAX_QBER) {
         return Err(LdpcError::QberOutOfRange(qber));
