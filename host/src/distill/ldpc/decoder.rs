@@ -666,6 +666,34 @@ pub(crate) mod tests {
             .unzip()
     }
 
+    /// A code of `n` columns and `m` checks for the diagnostics: the column-degree profile
+    /// `profile` ("3:0.6,6:0.25,20:0.15": degree and fraction of the non-staircase columns),
+    /// or `code::build`'s own for the rate when `None` or "auto".
+    pub(crate) fn diag_code(n: usize, m: usize, profile: Option<&str>) -> Code {
+        match profile.filter(|p| *p != "auto") {
+            Some(p) => {
+                let prof: Vec<(usize, f64)> = p
+                    .split(',')
+                    .map(|e| {
+                        let (d, fr) = e.split_once(':').expect("profile entries are degree:fraction");
+                        (d.parse().expect("degree"), fr.parse().expect("fraction"))
+                    })
+                    .collect();
+                code::build_with(n, m, 1, &prof, true)
+            }
+            None => code::build(n, m, 1),
+        }
+    }
+
+    /// Hard decisions of floating-point posteriors, packed LSB-first.
+    pub(crate) fn hard_word(post: &[f64]) -> Vec<u64> {
+        let mut x = vec![0u64; post.len().div_ceil(64)];
+        for (v, &p) in post.iter().enumerate() {
+            x[v / 64] |= u64::from(p < 0.0) << (v % 64);
+        }
+        x
+    }
+
     #[test]
     fn avx2_and_portable_agree_and_decode() {
         let n = 2048;
@@ -748,19 +776,7 @@ pub(crate) mod tests {
                 let m = (f * h * n as f64).round() as usize;
                 let t = std::time::Instant::now();
                 // LDPC_DIAG_PROFILE="3:0.9,12:0.1" overrides the info-column degree profile.
-                let c = match env("LDPC_DIAG_PROFILE") {
-                    Some(p) => {
-                        let prof: Vec<(usize, f64)> = p
-                            .split(',')
-                            .map(|e| {
-                                let (d, fr) = e.split_once(':').unwrap();
-                                (d.parse().unwrap(), fr.parse().unwrap())
-                            })
-                            .collect();
-                        code::build_with(n, m, 1, &prof, true)
-                    }
-                    None => code::build(n, m, 1),
-                };
+                let c = diag_code(n, m, env("LDPC_DIAG_PROFILE").as_deref());
                 let build_s = t.elapsed().as_secs_f64();
                 let (jobs, _) = bsc_jobs(&c, frames, q, &[], 3);
                 for &rule in &rules {
@@ -785,8 +801,9 @@ pub(crate) mod tests {
 #[cfg(test)]
 mod float_reference {
     //! A floating-point flooding sum-product decoder (tanh rule, `f64`), the reference that
-    //! bounds what the fixed-point layered decoder loses to quantization.
-    use super::tests::bsc_jobs;
+    //! bounds what the fixed-point layered decoder loses to quantization, and a layered one
+    //! for diagnostics at long lengths.
+    use super::tests::{bsc_jobs, diag_code, hard_word};
     use super::*;
     use crate::distill::finite_key::binary_entropy;
     use crate::distill::ldpc::code;
@@ -819,10 +836,7 @@ mod float_reference {
             for (k, &col) in c.cols.iter().enumerate() {
                 post[col as usize] += c2v[k];
             }
-            let mut x = vec![0u64; c.n.div_ceil(64)];
-            for (v, &p) in post.iter().enumerate() {
-                x[v / 64] |= u64::from(p < 0.0) << (v % 64);
-            }
+            let x = hard_word(&post);
             if c.syndrome(&x) == job.syndrome {
                 return Some(x);
             }
@@ -855,14 +869,6 @@ mod float_reference {
         assert!(lost <= 1, "fixed point failed {lost} of the {float_ok} frames float sum-product decodes");
         println!("float sum-product decodes {float_ok}/32, fixed point loses {lost} of them, decodes {} in all", fixed.iter().filter(|w| w.is_some()).count());
     }
-}
-
-#[cfg(test)]
-mod float_diag {
-    use super::tests::bsc_jobs;
-    use super::*;
-    use crate::distill::finite_key::binary_entropy;
-    use crate::distill::ldpc::code;
 
     /// Layered f64 sum-product (tanh rule, forward/backward products); iterations to converge.
     fn layered_f64(c: &Code, job: &Job, max_iter: u32) -> Option<u32> {
@@ -892,17 +898,15 @@ mod float_diag {
                     c2v[a + k] = m;
                 }
             }
-            let mut x = vec![0u64; c.n.div_ceil(64)];
-            for (v, &p) in post.iter().enumerate() {
-                x[v / 64] |= u64::from(p < 0.0) << (v % 64);
-            }
-            if c.syndrome(&x) == job.syndrome {
+            if c.syndrome(&hard_word(&post)) == job.syndrome {
                 return Some(it);
             }
         }
         None
     }
 
+    /// Diagnostic: frames decoded by layered float sum-product (200 iterations) and by the
+    /// fixed-point decoder, at `LDPC_DIAG_Q` and each efficiency of `LDPC_DIAG_F`.
     #[test]
     #[ignore]
     fn diag_float() {
@@ -913,19 +917,7 @@ mod float_diag {
         let h = binary_entropy(q);
         for f in env("LDPC_DIAG_F").unwrap_or("1.1,1.15".into()).split(',').map(|x| x.parse::<f64>().unwrap()) {
             let m = (f * h * n as f64).round() as usize;
-            let c = match env("LDPC_DIAG_PROFILE") {
-                Some(p) => {
-                    let prof: Vec<(usize, f64)> = p
-                        .split(',')
-                        .map(|e| {
-                            let (d, fr) = e.split_once(':').unwrap();
-                            (d.parse().unwrap(), fr.parse().unwrap())
-                        })
-                        .collect();
-                    code::build_with(n, m, 1, &prof, true)
-                }
-                None => code::build(n, m, 1),
-            };
+            let c = diag_code(n, m, env("LDPC_DIAG_PROFILE").as_deref());
             let (jobs, _) = bsc_jobs(&c, frames, q, &[], 3);
             let res: Vec<Option<u32>> = jobs.par_iter().map(|j| layered_f64(&c, j, 200)).collect();
             let ok: Vec<u32> = res.iter().flatten().copied().collect();
@@ -937,10 +929,9 @@ mod float_diag {
 
 #[cfg(test)]
 mod profile_search {
-    use super::tests::bsc_jobs;
+    use super::tests::{bsc_jobs, diag_code};
     use super::*;
     use crate::distill::finite_key::binary_entropy;
-    use crate::distill::ldpc::code;
 
     /// `LDPC_SEARCH_PROFILES="3:0.6,6:0.25,20:0.15;3:0.8,10:0.2"`: per profile and QBER, the
     /// frame error rate at each efficiency of `LDPC_DIAG_F`.
@@ -955,22 +946,12 @@ mod profile_search {
         let qs: Vec<f64> = env("LDPC_DIAG_Q").unwrap_or("0.01".into()).split(',').map(|x| x.parse().unwrap()).collect();
         for p in env("LDPC_SEARCH_PROFILES").unwrap().split(';') {
             // "auto": the profile `code::build` picks for the rate.
-            let prof: Vec<(usize, f64)> = if p == "auto" {
-                Vec::new()
-            } else {
-                p.split(',')
-                    .map(|e| {
-                        let (d, fr) = e.split_once(':').unwrap();
-                        (d.parse().unwrap(), fr.parse().unwrap())
-                    })
-                    .collect()
-            };
             for &q in &qs {
                 let h = binary_entropy(q);
                 let mut line = format!("q={q} n={n} profile {p}:");
                 for &f in &fs {
                     let m = (f * h * n as f64).round() as usize;
-                    let c = if prof.is_empty() { code::build(n, m, 1) } else { code::build_with(n, m, 1, &prof, true) };
+                    let c = diag_code(n, m, Some(p));
                     let (jobs, _) = bsc_jobs(&c, frames, q, &[], 3);
                     let d = decode_all(&c, &jobs, iters);
                     let fails = d.words.iter().filter(|w| w.is_none()).count();

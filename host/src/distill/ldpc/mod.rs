@@ -1304,11 +1304,6 @@ mod tests {
             );
         }
     }
-}
-
-#[cfg(test)]
-mod debug_loss {
-    use super::*;
 
     /// Diagnostic: the frames still failing after each blind round of two 2^20-bit
     /// reconciliations at QBER 1 %, and each lost frame's error count against the mean.
@@ -1318,16 +1313,9 @@ mod debug_loss {
         let (n, qber, seed) = (1usize << 20, 0.01, 42u64);
         let params = choose_params(qber, n, DEFAULT_TARGET_EFFICIENCY).unwrap();
         println!("{params:?}");
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
         for t in 0..2 {
-            let mut a = SecretBits::zeros(n);
-            let mut b = SecretBits::zeros(n);
-            for i in 0..n {
-                let x = rng.gen::<bool>();
-                a.set(i, x);
-                b.set(i, x ^ rng.gen_bool(qber));
-            }
             let s = seed.wrapping_add(t as u64);
+            let (a, b) = keys(n, qber, s);
             let (mut al, msg) = LdpcAlice::new(&a, &params, s).unwrap();
             let mut bob = LdpcBob::new(&b, &params, s).unwrap();
             let layout = Layout::new(&params, s).unwrap();
@@ -1352,3 +1340,4 @@ mod debug_loss {
         }
     }
 }
+
