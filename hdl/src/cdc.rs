@@ -4,9 +4,11 @@
 //! bits cross through rust-hdl's `BitSynchronizer` (two flip-flops).
 //!
 //! Both are request/acknowledge handshakes with toggles: only the toggles pass through
-//! two-flip-flop synchronizers, and the multi-bit registers beside them are static for at least
-//! two periods of the receiving clock before the receiving side loads them (and until it has
-//! loaded them). So no path between the two clocks needs timing analysis (nextpnr-ice40 0.4
+//! two-flip-flop synchronizers, and the multi-bit values beside them are static for at least
+//! two periods of the receiving clock before the receiving side takes them (and until it has
+//! taken them). Neither keeps a second copy of the value on the receiving side (the HX8K core
+//! is short of logic cells): the receiving side uses the sender's register while the handshake
+//! says it is static. So no path between the two clocks needs timing analysis (nextpnr-ice40 0.4
 //! does not constrain paths between clocks), as long as such a path is shorter than two
 //! receiving periods: these paths are a register, an address compare and a multiplexer.
 
@@ -14,24 +16,24 @@ use rust_hdl::prelude::*;
 
 /// A register write from the control clock into the tick domain.
 ///
-/// The control side `start`s a write with an address and data (only while not `busy`); they
-/// are captured in control-domain registers and a request toggle crosses into the tick domain
-/// (two flip-flops). The tick side presents the captured `addr`/`data` with a one-tick `load`
-/// strobe: the tick-domain registers take the write at that edge. The acknowledge toggle goes
-/// back [`WRITE_ACK_DELAY`] ticks later (so that effects up to two ticks after the load, such
-/// as a status bit it sets, are visible before the write is done), crosses two flip-flops,
-/// and `done` is high for one control cycle. The captured `addr`/`data` change only at the
-/// next `start`, which comes after `done`; the tick side loads them at least two ticks after
-/// its synchronizer saw the request, so they are static for two ticks before the load.
+/// The control side `start`s a write with an address and data (only while not `busy`), which
+/// it must hold static (in its registers) from the cycle of `start` until `done`; a request
+/// toggle crosses into the tick domain (two flip-flops). The tick side presents `addr`/`data`
+/// with a one-tick `load` strobe: the tick-domain registers take the write at that edge. The
+/// acknowledge toggle goes back [`WRITE_ACK_DELAY`] ticks later (so that effects up to two
+/// ticks after the load, such as a status bit it sets, are visible before the write is done),
+/// crosses two flip-flops, and `done` is high for one control cycle. The tick side loads at
+/// least two ticks after its synchronizer saw the request, which was toggled at the edge that
+/// ended the cycle of `start`: `addr`/`data` are static for two ticks before the load.
 #[derive(LogicBlock)]
 pub struct WriteCrossing<const A: usize, const D: usize> {
     /// Control clock.
     pub ctl_clock: Signal<In, Clock>,
     /// Control: start a write of `addr_in`/`data_in` (only while `busy` is low).
     pub start: Signal<In, Bit>,
-    /// Control: address of the write.
+    /// Control: address of the write (static from `start` until `done`).
     pub addr_in: Signal<In, Bits<A>>,
-    /// Control: data of the write.
+    /// Control: data of the write (static from `start` until `done`).
     pub data_in: Signal<In, Bits<D>>,
     /// Control: a write is under way (registered).
     pub busy: Signal<Out, Bit>,
@@ -41,12 +43,10 @@ pub struct WriteCrossing<const A: usize, const D: usize> {
     pub tick_clock: Signal<In, Clock>,
     /// Tick: apply `addr`/`data` at this edge (one tick).
     pub load: Signal<Out, Bit>,
-    /// The captured address (control register, static from two ticks before `load`).
+    /// `addr_in`, for the tick side (static from two ticks before `load`).
     pub addr: Signal<Out, Bits<A>>,
-    /// The captured data (control register, static from two ticks before `load`).
+    /// `data_in`, for the tick side (static from two ticks before `load`).
     pub data: Signal<Out, Bits<D>>,
-    xa: DFF<Bits<A>>,
-    xd: DFF<Bits<D>>,
     req: DFF<Bit>,
     busy_r: DFF<Bit>,
     ack_s1: DFF<Bit>,
@@ -75,8 +75,6 @@ impl<const A: usize, const D: usize> Default for WriteCrossing<A, D> {
             load: Default::default(),
             addr: Default::default(),
             data: Default::default(),
-            xa: Default::default(),
-            xd: Default::default(),
             req: Default::default(),
             busy_r: Default::default(),
             ack_s1: Default::default(),
@@ -94,7 +92,7 @@ impl<const A: usize, const D: usize> Default for WriteCrossing<A, D> {
 impl<const A: usize, const D: usize> Logic for WriteCrossing<A, D> {
     #[hdl_gen]
     fn update(&mut self) {
-        dff_setup!(self, ctl_clock, xa, xd, req, busy_r, ack_s1, ack_s2);
+        dff_setup!(self, ctl_clock, req, busy_r, ack_s1, ack_s2);
         dff_setup!(self, tick_clock, req_s1, req_s2, taken, ack1, ack2);
         // Control side.
         self.ack_s1.d.next = self.ack2.q.val();
@@ -104,15 +102,13 @@ impl<const A: usize, const D: usize> Logic for WriteCrossing<A, D> {
             self.busy_r.d.next = false;
         }
         if self.start.val() {
-            self.xa.d.next = self.addr_in.val();
-            self.xd.d.next = self.data_in.val();
             self.req.d.next = !self.req.q.val();
             self.busy_r.d.next = true;
         }
         self.done.next = self.done_w.val();
         self.busy.next = self.busy_r.q.val();
-        self.addr.next = self.xa.q.val();
-        self.data.next = self.xd.q.val();
+        self.addr.next = self.addr_in.val();
+        self.data.next = self.data_in.val();
         // Tick side.
         self.req_s1.d.next = self.req.q.val();
         self.req_s2.d.next = self.req_s1.q.val();
@@ -127,10 +123,12 @@ impl<const A: usize, const D: usize> Logic for WriteCrossing<A, D> {
 ///
 /// A free-running handshake: the destination toggles a request, the source (seeing it through
 /// two flip-flops) copies `value` into a holding register and toggles the acknowledge, and the
-/// destination (seeing that through two flip-flops) copies the holding register to `out` and
-/// requests again. The holding register changes only at an acknowledge and the destination
-/// copies it at least two destination cycles later, before it requests the next one, so `out`
-/// is always a value `value` had (never a mix of two), a few cycles of each clock late.
+/// destination (seeing that through two flip-flops) has `stable` high for one cycle and
+/// requests again at its end. `out` is the holding register itself: the destination may take
+/// it only in a cycle with `stable` high. Then the holding register has been static for two
+/// destination cycles since the acknowledge, and it changes again only after the next request
+/// has crossed two source flip-flops, so the value taken is always a value `value` had (never a
+/// mix of two), a few cycles of each clock late.
 #[derive(LogicBlock)]
 pub struct SnapshotCrossing<const W: usize> {
     /// Source clock.
@@ -139,8 +137,10 @@ pub struct SnapshotCrossing<const W: usize> {
     pub value: Signal<In, Bits<W>>,
     /// Destination clock.
     pub dst_clock: Signal<In, Clock>,
-    /// A recent `value` (destination domain, registered).
+    /// A recent `value`: a source-domain register, to be taken only while `stable`.
     pub out: Signal<Out, Bits<W>>,
+    /// Destination: `out` is static in this cycle (one cycle per handshake round).
+    pub stable: Signal<Out, Bit>,
     hold: DFF<Bits<W>>,
     ack: DFF<Bit>,
     req_s1: DFF<Bit>,
@@ -148,7 +148,6 @@ pub struct SnapshotCrossing<const W: usize> {
     req: DFF<Bit>,
     ack_s1: DFF<Bit>,
     ack_s2: DFF<Bit>,
-    out_r: DFF<Bits<W>>,
 }
 
 impl<const W: usize> Default for SnapshotCrossing<W> {
@@ -158,6 +157,7 @@ impl<const W: usize> Default for SnapshotCrossing<W> {
             value: Default::default(),
             dst_clock: Default::default(),
             out: Default::default(),
+            stable: Default::default(),
             hold: Default::default(),
             ack: Default::default(),
             req_s1: Default::default(),
@@ -165,7 +165,6 @@ impl<const W: usize> Default for SnapshotCrossing<W> {
             req: Default::default(),
             ack_s1: Default::default(),
             ack_s2: Default::default(),
-            out_r: Default::default(),
         }
     }
 }
@@ -174,7 +173,7 @@ impl<const W: usize> Logic for SnapshotCrossing<W> {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(self, src_clock, hold, ack, req_s1, req_s2);
-        dff_setup!(self, dst_clock, req, ack_s1, ack_s2, out_r);
+        dff_setup!(self, dst_clock, req, ack_s1, ack_s2);
         self.req_s1.d.next = self.req.q.val();
         self.req_s2.d.next = self.req_s1.q.val();
         if self.req_s2.q.val() != self.ack.q.val() {
@@ -183,11 +182,11 @@ impl<const W: usize> Logic for SnapshotCrossing<W> {
         }
         self.ack_s1.d.next = self.ack.q.val();
         self.ack_s2.d.next = self.ack_s1.q.val();
+        self.stable.next = self.ack_s2.q.val() == self.req.q.val();
         if self.ack_s2.q.val() == self.req.q.val() {
-            self.out_r.d.next = self.hold.q.val();
             self.req.d.next = !self.req.q.val();
         }
-        self.out.next = self.out_r.q.val();
+        self.out.next = self.hold.q.val();
     }
 }
 
@@ -227,14 +226,16 @@ mod tests {
                 uut.dst_clock.next = Clock::from(false);
                 uut.value.next = (src << 16 | src).to_bits();
                 simulate(&mut uut, 100);
+                // Taken at the destination edge: the value before it.
+                let (stable, out) = (uut.stable.val(), uut.out.val().index() as u64);
                 uut.src_clock.next = Clock::from(ea);
                 uut.dst_clock.next = Clock::from(eb);
                 simulate(&mut uut, 100);
                 if ea {
                     src += 1;
                 }
-                if eb {
-                    seen.push((uut.out.val().index() as u64, src));
+                if eb && stable {
+                    seen.push((out, src));
                 }
             }
             let mut last = 0;
@@ -258,6 +259,8 @@ mod tests {
             let mut sent = 0u32;
             let mut got = Vec::new();
             let mut pending = false;
+            // The write in flight (or the next one): its address and data are held.
+            let mut cur = 0u32;
             for (et, ec) in edges(pt, pc, 200_000) {
                 uut.tick_clock.next = Clock::from(false);
                 uut.ctl_clock.next = Clock::from(false);
@@ -267,6 +270,7 @@ mod tests {
                 if ec {
                     if uut.done.val() {
                         pending = false;
+                        cur += 1;
                     } else if !pending {
                         assert!(!uut.busy.val());
                         start = true;
@@ -274,8 +278,8 @@ mod tests {
                     }
                 }
                 uut.start.next = start;
-                uut.addr_in.next = ((sent & 0xff) as u64).to_bits();
-                uut.data_in.next = ((sent as u64) * 3).to_bits();
+                uut.addr_in.next = ((cur & 0xff) as u64).to_bits();
+                uut.data_in.next = ((cur as u64) * 3).to_bits();
                 simulate(&mut uut, 100);
                 if start {
                     sent += 1;

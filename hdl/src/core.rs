@@ -11,16 +11,31 @@
 //!  entropy ─► sync ─► sampler (RNG_RAW_DIV) ─► BasisRng ◄─ slots (RNG_SLOT_DIV) ─► FIFO ─► RNG_DATA
 //! ```
 //!
+//! # Clock domains
+//! Two clocks (`docs/clocking.md`): `clock`, the tick (tagger) clock of the channel front
+//! ends, the tagger, the coincidence counter, the histogram, the coincidence-only filter, the
+//! test signal and their configuration registers; and `ctl_clock`, the control clock of the
+//! bus and everything else (any ratio and phase; half the tick on the boards). The crossings:
+//! the tag stream through [`TagCrossing`]; writes of tick-domain registers (and the
+//! `HIST_CMD` strobe) through a [`WriteCrossing`]; `TAG_LEVEL` and `HIST_OVERFLOW` through
+//! [`SnapshotCrossing`]s; `COINC_GATE_SEQ` counted from `gate_seq` bit 0 (a toggle per gate);
+//! the count and histogram RAMs read through their own read ports on the control clock; status
+//! bits through two flip-flops. No path between the clocks needs timing analysis.
+//!
 //! # Bus timing
-//! A strobe (`bus_re` or `bus_we`, one tick) in tick `t` is answered by `bus_ack` high in
-//! tick `t + 2` only, with `bus_rdata`, `bus_rempty` and `bus_rvalid_addr` valid in that
-//! tick. Tick `t` registers the access and the one-hot read selects; tick `t + 1` applies a
-//! write, pops a FIFO register and registers the read data; so no combinational path runs from
-//! the bus inputs to the bus outputs, and the read multiplexer is one registered AND-OR level.
-//! One access at a time: the next strobe may come in the tick of `bus_ack` or later.
-//! Two accesses wait longer: a `TAG_DATA` read that finds the tagger's output register
-//! refilling, and a write of `RNG_CMD` with `RESEED` set, acknowledged in tick
-//! `t + RESEED_BUS_LATENCY` (13) after the key/IV load (below).
+//! In control-clock cycles. A strobe (`bus_re` or `bus_we`, one cycle) in cycle `t` is
+//! answered by `bus_ack` high in cycle `t + 2` only, with `bus_rdata`, `bus_rempty` and
+//! `bus_rvalid_addr` valid in that cycle. Cycle `t` registers the access and the one-hot read
+//! selects; cycle `t + 1` applies a write, pops a FIFO register and registers the read data;
+//! so no combinational path runs from the bus inputs to the bus outputs, and the read
+//! multiplexer is one registered AND-OR level. One access at a time: the next strobe may come
+//! in the cycle of `bus_ack` or later, and the master holds the address until the ack.
+//! Four accesses wait longer: a `TAG_DATA` read that finds the crossing empty while records
+//! are on their way; a `TAG_LEVEL` or `HIST_OVERFLOW` read, until its snapshot is stable (one
+//! cycle per handshake round of a few cycles); a write of a tick-domain register, acknowledged when the tick side has
+//! applied it (7 cycles after the strobe at 2:1 with aligned edges); and a write of `RNG_CMD`
+//! with `RESEED` set, acknowledged in cycle `t + RESEED_BUS_LATENCY` (13) after the key/IV load
+//! (below).
 //!
 //! # Register semantics
 //! * **rw**: a write keeps the defined bits ([`crate::regmap::Register::element_mask`]); a
@@ -52,8 +67,9 @@
 //! * The RNG draws one choice per slot (every `RNG_SLOT_DIV` ticks), samples the entropy pin
 //!   every `RNG_RAW_DIV` ticks, and writes its records into a 256-entry block-RAM FIFO; a
 //!   slot whose record finds the FIFO full is missed (counted in `RNG_MISSED`).
-//! * `STATUS.TAG_LOST` latches when the tagger presents a LOST record and clears when
+//! * `STATUS.TAG_LOST` latches when the crossing presents a LOST record and clears when
 //!   `CTRL.ACQUIRE` goes from 0 to 1.
+//! * The RNG's slot and entropy dividers count control-clock cycles.
 //!
 //! # LEDs
 //! `leds[0]` acquiring (`CTRL.ACQUIRE`), `leds[1]` RNG ready, `leds[2]` RNG health failure,
@@ -80,10 +96,10 @@ use crate::testsig::{TestSignal, PAIR_DELAY_BITS, THRESHOLD_BITS};
 pub const CORE_CHANNELS: usize = regmap::CHANNELS;
 /// Address width of the RNG record FIFO (256 entries of 32 bits, one block RAM pair).
 pub const RNG_FIFO_ADDR_BITS: usize = 8;
-/// Ticks from a strobe to its `bus_ack`.
+/// Control-clock cycles from a strobe to its `bus_ack`.
 pub const BUS_LATENCY: u64 = 2;
-/// Ticks from the strobe of an `RNG_CMD` write with `RESEED` to its `bus_ack`: the key/IV load
-/// (ten shadow-RAM reads) runs in between.
+/// Control-clock cycles from the strobe of an `RNG_CMD` write with `RESEED` to its `bus_ack`:
+/// the key/IV load (ten shadow-RAM reads) runs in between.
 pub const RESEED_BUS_LATENCY: u64 = BUS_LATENCY + 11;
 /// In coincidence-only mode an event of channel `c` is tagged `COINC_ONLY_SHIFT +
 /// FILTER_DELAY[c]` ticks late (the filter's latency and the register in front of it).
@@ -124,11 +140,11 @@ pub struct Core {
     pub bus_addr: Signal<In, Bits<8>>,
     /// Bus: write data.
     pub bus_wdata: Signal<In, Bits<32>>,
-    /// Bus: write strobe (one tick).
+    /// Bus: write strobe (one control cycle).
     pub bus_we: Signal<In, Bit>,
-    /// Bus: read strobe (one tick).
+    /// Bus: read strobe (one control cycle).
     pub bus_re: Signal<In, Bit>,
-    /// Bus: the access is done (one tick, [`BUS_LATENCY`] ticks after the strobe).
+    /// Bus: the access is done (one control cycle, [`BUS_LATENCY`] or more cycles after the strobe).
     pub bus_ack: Signal<Out, Bit>,
     /// Bus: read data, valid with `bus_ack` (0 for writes).
     pub bus_rdata: Signal<Out, Bits<32>>,
@@ -654,13 +670,20 @@ impl Logic for Core {
         self.ovf_x.dst_clock.next = self.ctl_clock.val();
 
         // ---- Bus stage 1 (tick t): register the access and the one-hot read selects.
-        self.a1.d.next = self.bus_addr.val();
-        self.wd1.d.next = self.bus_wdata.val();
+        // A write to the tick domain holds its address and data here until `wx` is done.
+        self.tw_start.next = self.we1.q.val() & self.s_tick.q.val();
+        if !self.tw_start.val() & !self.wx.busy.val() {
+            self.a1.d.next = self.bus_addr.val();
+            self.wd1.d.next = self.bus_wdata.val();
+        }
         self.we1.d.next = self.bus_we.val();
         // A held TAG_DATA read stays in stage 2 (the master keeps the address until the ack).
-        // It waits while the crossing is empty but records are on their way (`pend_sync`).
-        self.hold.next =
-            self.re1.q.val() & self.s_tag_data.q.val() & self.xing.empty.val() & self.pend_sync.sig_out.val();
+        // It waits while the crossing is empty but records are on their way (`pend_sync`); a
+        // read of TAG_LEVEL or HIST_OVERFLOW waits for its snapshot's `stable` cycle.
+        self.hold.next = self.re1.q.val()
+            & ((self.s_tag_data.q.val() & self.xing.empty.val() & self.pend_sync.sig_out.val())
+                | (self.s_tag_level.q.val() & !self.level_x.stable.val())
+                | (self.s_hist_ovf.q.val() & !self.ovf_x.stable.val()));
         self.re1.d.next = self.bus_re.val() | self.hold.val();
         self.wmask.clock.next = self.ctl_clock.val();
         self.wmask.address.next = self.bus_addr.val();
@@ -758,7 +781,6 @@ impl Logic for Core {
         self.ld_start.next = false;
         // A write to a tick-domain register goes through `wx` and is acknowledged when the
         // tick side has taken it; CTRL is written on both sides.
-        self.tw_start.next = self.we1.q.val() & self.s_tick.q.val();
         self.wx.start.next = self.tw_start.val();
         self.wx.addr_in.next = self.a1.q.val();
         self.wx.data_in.next = self.wd1.q.val();
@@ -1242,9 +1264,10 @@ mod tests {
         .any(|r| addr >= r.addr && addr < r.addr + r.count)
     }
 
-    /// Control cycles from the strobe of a tick-domain register write to its ack, at most
-    /// (measured: 7 at [`RATIO`] 2).
-    const TICK_WRITE_MAX_LATENCY: u64 = 10;
+    /// Control cycles from the strobe of a tick-domain register write to its ack at
+    /// [`RATIO`] 2 with aligned edges: the request's synchronizer and load (about two control
+    /// cycles), the acknowledge two ticks later, its synchronizer and the ack register.
+    const TICK_WRITE_BUS_LATENCY: u64 = 7;
 
     impl Tb {
         fn new() -> Self {
@@ -1330,19 +1353,18 @@ mod tests {
 
         /// One bus access, the address held until the ack as a master does; checks that the
         /// ack comes `BUS_LATENCY` control cycles after the strobe, exactly
-        /// `RESEED_BUS_LATENCY` for a RESEED write, within `TICK_WRITE_MAX_LATENCY` for a write
-        /// of a tick-domain register, or later only for a TAG_DATA read that waits for records
-        /// on their way through the crossing.
+        /// `RESEED_BUS_LATENCY` for a RESEED write, `TICK_WRITE_BUS_LATENCY` for a write of a
+        /// tick-domain register, or later only for a TAG_DATA read that waits for records
+        /// on their way through the crossing and a TAG_LEVEL or HIST_OVERFLOW read that waits
+        /// for its snapshot.
         fn access(&mut self, addr: u8, wdata: u32, we: bool) -> Reply {
             assert!(self.step(addr, wdata, we, !we).is_none(), "ack in the strobe tick");
             assert!(self.step(addr, wdata, false, false).is_none(), "ack one tick after the strobe");
             if we && tick_domain(addr) {
-                for _ in 2..TICK_WRITE_MAX_LATENCY {
-                    if let Some(r) = self.step(addr, wdata, false, false) {
-                        return r;
-                    }
+                for k in 2..TICK_WRITE_BUS_LATENCY {
+                    assert!(self.step(addr, wdata, false, false).is_none(), "tick-domain write acked {k} cycles after the strobe");
                 }
-                panic!("no ack {TICK_WRITE_MAX_LATENCY} cycles after a tick-domain write to 0x{addr:02x}");
+                return self.step(addr, wdata, false, false).expect("tick-domain write ack");
             }
             if we && addr == RNG_CMD.addr && wdata & 1 == 1 {
                 for k in 2..RESEED_BUS_LATENCY {
@@ -1354,9 +1376,13 @@ mod tests {
                 if let Some(r) = self.step(addr, wdata, false, false) {
                     return r;
                 }
-                assert!(addr == TAG_DATA.addr && !we, "no ack {} ticks after the strobe", k + 2);
+                assert!(
+                    [TAG_DATA.addr, TAG_LEVEL.addr, HIST_OVERFLOW.addr].contains(&addr) && !we,
+                    "no ack {} cycles after the strobe",
+                    k + 2
+                );
             }
-            panic!("a TAG_DATA read waited over 64 ticks");
+            panic!("a read of 0x{addr:02x} waited over 64 cycles");
         }
 
         fn read(&mut self, addr: u8) -> Reply {
