@@ -32,10 +32,10 @@
 //! in the cycle of `bus_ack` or later, and the master holds the address until the ack.
 //! Four accesses wait longer: a `TAG_DATA` read that finds the crossing empty while records
 //! are on their way; a `TAG_LEVEL` or `HIST_OVERFLOW` read, until its snapshot is stable (one
-//! cycle per handshake round of a few cycles); a write of a tick-domain register, acknowledged when the tick side has
-//! applied it (7 cycles after the strobe at 2:1 with aligned edges); and a write of `RNG_CMD`
-//! with `RESEED` set, acknowledged in cycle `t + RESEED_BUS_LATENCY` (13) after the key/IV load
-//! (below).
+//! cycle per handshake round of a few cycles); a write of a tick-domain register,
+//! acknowledged when the tick side has applied it (7 cycles after the strobe at 2:1 with
+//! aligned edges); and a write of `RNG_CMD` with `RESEED` set, acknowledged in cycle
+//! `t + RESEED_BUS_LATENCY` (13) after the key/IV load (below).
 //!
 //! # Register semantics
 //! * **rw**: a write keeps the defined bits ([`crate::regmap::Register::element_mask`]); a
@@ -144,7 +144,8 @@ pub struct Core {
     pub bus_we: Signal<In, Bit>,
     /// Bus: read strobe (one control cycle).
     pub bus_re: Signal<In, Bit>,
-    /// Bus: the access is done (one control cycle, [`BUS_LATENCY`] or more cycles after the strobe).
+    /// Bus: the access is done (one control cycle, [`BUS_LATENCY`] or more cycles after the
+    /// strobe).
     pub bus_ack: Signal<Out, Bit>,
     /// Bus: read data, valid with `bus_ack` (0 for writes).
     pub bus_rdata: Signal<Out, Bits<32>>,
