@@ -627,11 +627,12 @@ impl Device {
     /// Changes the UART line rate (bits per second) of the device and of this host.
     pub fn set_baud(&mut self, baud: u32) -> Result<()> {
         let div = (self.info.clock_hz as f64 / baud as f64).round() as u64;
-        if !(4..=0xFFFF).contains(&div) {
+        // The link runs on the control clock (half the tick): at least 4 of its cycles a bit.
+        if !(8..=0xFFFF).contains(&div) {
             return Err(DriverError::OutOfRange {
                 register: "UART_DIV".into(),
                 value: div,
-                range: format!("4..=65535 ticks per bit: {}..={} baud at this clock", self.info.clock_hz / 0xFFFF, self.info.clock_hz / 4),
+                range: format!("8..=65535 ticks per bit: {}..={} baud at this clock", self.info.clock_hz / 0xFFFF, self.info.clock_hz / 8),
             });
         }
         self.write(&regmap::UART_DIV, 0, div as u32)

@@ -103,7 +103,7 @@ impl PtyServer {
                         if let Decoded::Frame { seq, code, payload } = d {
                             if code == Cmd::Write as u8 && payload.first() == Some(&regmap::UART_DIV.addr) && payload.len() == 5 {
                                 let v = u32::from_le_bytes([payload[1], payload[2], payload[3], payload[4]]) & 0xFFFF;
-                                if v >= 4 {
+                                if v >= 8 {
                                     self.div_change = Some((seq, v));
                                 }
                             }

@@ -112,7 +112,7 @@ impl ByteChannel for SimChannel {
 
     fn set_baud(&mut self, baud: u32) -> Result<()> {
         let div = (VerilatedBoard::CLOCK_HZ as f64 / baud as f64).round() as u32;
-        self.sim.board.set_divisor(div.max(4));
+        self.sim.board.set_divisor(div.clamp(8, 0xffff));
         Ok(())
     }
 

@@ -98,9 +98,12 @@ pub struct Coincidence<const N: usize> {
     pub gate: Signal<In, Bits<COUNT_BITS>>,
     /// Coincidence pulse of each group in this tick (registered, one tick after the event).
     pub coinc: Signal<Out, Bits<GROUPS>>,
+    /// Clock of the count read port (`rd_addr`/`rd_data`): the tagger clock, or the core's
+    /// control clock (the count RAM's read port has its own clock).
+    pub rd_clock: Signal<In, Clock>,
     /// Count word to read: [`single_index`] or [`group_index`].
     pub rd_addr: Signal<In, Bits<COUNT_ADDR_BITS>>,
-    /// The word `rd_addr` named in the previous tick, from the last complete gate.
+    /// The word `rd_addr` named in the previous `rd_clock` cycle, from the last complete gate.
     pub rd_data: Signal<Out, Bits<COUNT_BITS>>,
     /// Number of complete gates (wraps).
     pub gate_seq: Signal<Out, Bits<16>>,
@@ -187,6 +190,7 @@ impl<const N: usize> Default for Coincidence<N> {
             group: array_init::array_init(|_| Default::default()),
             gate: Default::default(),
             coinc: Default::default(),
+            rd_clock: Default::default(),
             rd_addr: Default::default(),
             rd_data: Default::default(),
             gate_seq: Default::default(),
@@ -498,7 +502,7 @@ impl<const N: usize> Logic for Coincidence<N> {
             }
         }
         self.gate_seq.next = self.seq.q.val();
-        self.shown.read_clock.next = self.clock.val();
+        self.shown.read_clock.next = self.rd_clock.val();
         self.shown.read_address.next = self.rd_addr.val();
         self.rd_data.next = self.shown.read_data.val();
     }
@@ -823,6 +827,7 @@ mod tests {
             uut.hits.next = (hits as u64).into();
             uut.rd_addr.next = (rd_addr as u64).into();
             uut.clock.next = Clock::from(false);
+            uut.rd_clock.next = Clock::from(false);
             simulate(&mut uut, 1000);
             let want = m.step(hits, rd_addr, &cfg);
             let got = CoincidenceOutputs {
@@ -833,6 +838,7 @@ mod tests {
             assert_eq!(got, want, "tick {t}");
             coincs += want.coinc.count_ones();
             uut.clock.next = Clock::from(true);
+            uut.rd_clock.next = Clock::from(true);
             simulate(&mut uut, 1000);
         }
         assert!(coincs > 100, "{coincs} coincidences");

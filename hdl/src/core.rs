@@ -11,15 +11,30 @@
 //!  entropy ─► sync ─► sampler (RNG_RAW_DIV) ─► BasisRng ◄─ slots (RNG_SLOT_DIV) ─► FIFO ─► RNG_DATA
 //! ```
 //!
+//! # Clock domains
+//! Two clocks (`docs/clocking.md`): `clock`, the tick (tagger) clock of the channel front
+//! ends, the tagger, the coincidence counter, the histogram, the coincidence-only filter, the
+//! test signal and their configuration registers; and `ctl_clock`, the control clock of the
+//! bus and everything else (any ratio and phase; half the tick on the boards). The crossings:
+//! the tag stream through [`TagCrossing`]; writes of tick-domain registers (and the
+//! `HIST_CMD` strobe) through a [`WriteCrossing`]; `TAG_LEVEL` and `HIST_OVERFLOW` through
+//! [`SnapshotCrossing`]s; `COINC_GATE_SEQ` counted from `gate_seq` bit 0 (a toggle per gate);
+//! the count and histogram RAMs read through their own read ports on the control clock; status
+//! bits through two flip-flops. No path between the clocks needs timing analysis.
+//!
 //! # Bus timing
-//! A strobe (`bus_re` or `bus_we`, one tick) in tick `t` is answered by `bus_ack` high in
-//! tick `t + 2` only, with `bus_rdata`, `bus_rempty` and `bus_rvalid_addr` valid in that
-//! tick. Tick `t` registers the access and the one-hot read selects; tick `t + 1` applies a
-//! write, pops a FIFO register and registers the read data; so no combinational path runs from
-//! the bus inputs to the bus outputs, and the read multiplexer is one registered AND-OR level.
-//! One access at a time: the next strobe may come in the tick of `bus_ack` or later.
-//! Two accesses wait longer: a `TAG_DATA` read that finds the tagger's output register
-//! refilling, and a write of `RNG_CMD` with `RESEED` set, acknowledged in tick
+//! In control-clock cycles. A strobe (`bus_re` or `bus_we`, one cycle) in cycle `t` is
+//! answered by `bus_ack` high in cycle `t + 2` only, with `bus_rdata`, `bus_rempty` and
+//! `bus_rvalid_addr` valid in that cycle. Cycle `t` registers the access and the one-hot read
+//! selects; cycle `t + 1` applies a write, pops a FIFO register and registers the read data;
+//! so no combinational path runs from the bus inputs to the bus outputs, and the read
+//! multiplexer is one registered AND-OR level. One access at a time: the next strobe may come
+//! in the cycle of `bus_ack` or later, and the master holds the address until the ack.
+//! Four accesses wait longer: a `TAG_DATA` read that finds the crossing empty while records
+//! are on their way; a `TAG_LEVEL` or `HIST_OVERFLOW` read, until its snapshot is stable (one
+//! cycle per handshake round of a few cycles); a write of a tick-domain register,
+//! acknowledged when the tick side has applied it (7 cycles after the strobe at 2:1 with
+//! aligned edges); and a write of `RNG_CMD` with `RESEED` set, acknowledged in cycle
 //! `t + RESEED_BUS_LATENCY` (13) after the key/IV load (below).
 //!
 //! # Register semantics
@@ -52,8 +67,9 @@
 //! * The RNG draws one choice per slot (every `RNG_SLOT_DIV` ticks), samples the entropy pin
 //!   every `RNG_RAW_DIV` ticks, and writes its records into a 256-entry block-RAM FIFO; a
 //!   slot whose record finds the FIFO full is missed (counted in `RNG_MISSED`).
-//! * `STATUS.TAG_LOST` latches when the tagger presents a LOST record and clears when
+//! * `STATUS.TAG_LOST` latches when the crossing presents a LOST record and clears when
 //!   `CTRL.ACQUIRE` goes from 0 to 1.
+//! * The RNG's slot and entropy dividers count control-clock cycles.
 //!
 //! # LEDs
 //! `leds[0]` acquiring (`CTRL.ACQUIRE`), `leds[1]` RNG ready, `leds[2]` RNG health failure,
@@ -64,12 +80,14 @@ use std::collections::BTreeMap;
 use rust_hdl::prelude::*;
 
 use crate::basis_rng::BasisRng;
+use crate::cdc::{SnapshotCrossing, WriteCrossing};
 use crate::channel::{ChannelFrontEnd, DEAD_TIME_BITS};
 use crate::coinc_filter::{CoincFilter, FILTER_DELAY_BITS, FILTER_GROUPS, FILTER_LATENCY, FILTER_WINDOW_BITS};
 use crate::coincidence::{group_index, single_index, Coincidence, COUNT_ADDR_BITS, COUNT_BITS, DELAY_BITS, GROUPS, WINDOW_BITS};
 use crate::entry_fifo::EntryFifo;
 use crate::histogram::{Histogram, HIST_BIN_BITS, HIST_COUNT_BITS, HIST_OFFSET_BITS};
 use crate::regmap::{self, Access, Register};
+use crate::tag_crossing::TagCrossing;
 use crate::tagfmt::RECORD_BITS;
 use crate::tagger::{TagPipeline, OCCUPANCY_BITS};
 use crate::testsig::{TestSignal, PAIR_DELAY_BITS, THRESHOLD_BITS};
@@ -78,10 +96,10 @@ use crate::testsig::{TestSignal, PAIR_DELAY_BITS, THRESHOLD_BITS};
 pub const CORE_CHANNELS: usize = regmap::CHANNELS;
 /// Address width of the RNG record FIFO (256 entries of 32 bits, one block RAM pair).
 pub const RNG_FIFO_ADDR_BITS: usize = 8;
-/// Ticks from a strobe to its `bus_ack`.
+/// Control-clock cycles from a strobe to its `bus_ack`.
 pub const BUS_LATENCY: u64 = 2;
-/// Ticks from the strobe of an `RNG_CMD` write with `RESEED` to its `bus_ack`: the key/IV load
-/// (ten shadow-RAM reads) runs in between.
+/// Control-clock cycles from the strobe of an `RNG_CMD` write with `RESEED` to its `bus_ack`:
+/// the key/IV load (ten shadow-RAM reads) runs in between.
 pub const RESEED_BUS_LATENCY: u64 = BUS_LATENCY + 11;
 /// In coincidence-only mode an event of channel `c` is tagged `COINC_ONLY_SHIFT +
 /// FILTER_DELAY[c]` ticks late (the filter's latency and the register in front of it).
@@ -107,8 +125,11 @@ type Cfg<const W: usize> = DFFWithInit<Bits<W>>;
 /// test signal and basis RNG behind the register bank of [`crate::regmap`].
 #[derive(LogicBlock)]
 pub struct Core {
-    /// Core clock; one tick is the time unit of every tag.
+    /// Tick clock (the tagger clock); one tick is the time unit of every tag.
     pub clock: Signal<In, Clock>,
+    /// Control clock: the register bank and bus, the basis RNG, status and LEDs. Any ratio
+    /// and phase to `clock` (the boards take half the tick clock from the PLL).
+    pub ctl_clock: Signal<In, Clock>,
     /// Detector inputs, asynchronous (bit c = channel c; channel 4 = sync/1PPS).
     pub pins: Signal<In, Bits<CORE_CHANNELS>>,
     /// Raw entropy input, asynchronous.
@@ -119,11 +140,12 @@ pub struct Core {
     pub bus_addr: Signal<In, Bits<8>>,
     /// Bus: write data.
     pub bus_wdata: Signal<In, Bits<32>>,
-    /// Bus: write strobe (one tick).
+    /// Bus: write strobe (one control cycle).
     pub bus_we: Signal<In, Bit>,
-    /// Bus: read strobe (one tick).
+    /// Bus: read strobe (one control cycle).
     pub bus_re: Signal<In, Bit>,
-    /// Bus: the access is done (one tick, [`BUS_LATENCY`] ticks after the strobe).
+    /// Bus: the access is done (one control cycle, [`BUS_LATENCY`] or more cycles after the
+    /// strobe).
     pub bus_ack: Signal<Out, Bit>,
     /// Bus: read data, valid with `bus_ack` (0 for writes).
     pub bus_rdata: Signal<Out, Bits<32>>,
@@ -150,6 +172,15 @@ pub struct Core {
     rng_fifo: EntryFifo<Bits<32>, RNG_FIFO_ADDR_BITS>,
     ent_sync: BitSynchronizer,
     pll_sync: BitSynchronizer,
+    // Clock-domain crossings: the tag stream, register writes into the tick domain, the
+    // tagger's FIFO level and the histogram's overflow count, and single bits.
+    xing: TagCrossing,
+    wx: WriteCrossing<8, 32>,
+    level_x: SnapshotCrossing<OCCUPANCY_BITS>,
+    ovf_x: SnapshotCrossing<HIST_COUNT_BITS>,
+    busy_sync: BitSynchronizer,
+    seq_sync: BitSynchronizer,
+    pend_sync: BitSynchronizer,
     // Register bank: bus stage 1, write masks, shadow of the rw registers.
     a1: DFF<Bits<8>>,
     wd1: DFF<Bits<32>>,
@@ -178,13 +209,17 @@ pub struct Core {
     s_rng_data: DFF<Bit>,
     s_rng_missed: DFF<Bit>,
     s_wo: DFF<Bit>,
+    // The address is a register of the tick domain (written through `wx`).
+    s_tick: DFF<Bit>,
     // Bus stage 2 outputs.
     ack: DFF<Bit>,
     rdata: DFF<Bits<32>>,
     rempty: DFF<Bit>,
     rvalid: DFF<Bit>,
-    // rw registers (hardware copies).
+    // rw registers (hardware copies). Control domain: `ctrl`, `uart_div_r`, `hist_addr`, the
+    // RNG's; tick domain (loaded through `wx`): `ctrl_t` and the rest.
     ctrl: Cfg<4>,
+    ctrl_t: Cfg<4>,
     uart_div_r: Cfg<16>,
     dead_time: [Cfg<DEAD_TIME_BITS>; CORE_CHANNELS],
     chan_enable: Cfg<CORE_CHANNELS>,
@@ -216,6 +251,11 @@ pub struct Core {
     fire_r: DFF<Bits<CORE_CHANNELS>>,
     lost: DFF<Bit>,
     acq_prev: DFF<Bit>,
+    // Tick side: records in the tagger or unread in the crossing.
+    pend_t: DFF<Bit>,
+    // Completed gates, counted on the control side from `gate_seq` bit 0.
+    gate_cnt: DFF<Bits<16>>,
+    seq_prev: DFF<Bit>,
     // RNG slots, entropy sampling and record FIFO.
     slot_cnt: DFF<Bits<32>>,
     // `slot_cnt > 1` and `raw_cnt > 1`, kept in step with the counters (no compare chain in
@@ -253,6 +293,7 @@ pub struct Core {
     rf_rd: Signal<Local, Bit>,
     rf_wr: Signal<Local, Bit>,
     rf_pop: Signal<Local, Bit>,
+    tw_start: Signal<Local, Bit>,
     // Addresses (from the register map) and constant register values.
     k_id: Constant<Bits<8>>,
     k_version: Constant<Bits<8>>,
@@ -398,6 +439,7 @@ impl Core {
         assert_eq!(features & !FEAT_ALL, 0, "unknown feature bits {features:#x}");
         Self {
             clock: Default::default(),
+            ctl_clock: Default::default(),
             pins: Default::default(),
             entropy: Default::default(),
             pll_locked: Default::default(),
@@ -423,6 +465,13 @@ impl Core {
             rng_fifo: Default::default(),
             ent_sync: Default::default(),
             pll_sync: Default::default(),
+            xing: Default::default(),
+            wx: Default::default(),
+            level_x: Default::default(),
+            ovf_x: Default::default(),
+            busy_sync: Default::default(),
+            seq_sync: Default::default(),
+            pend_sync: Default::default(),
             a1: Default::default(),
             wd1: Default::default(),
             we1: Default::default(),
@@ -449,11 +498,13 @@ impl Core {
             s_rng_data: Default::default(),
             s_rng_missed: Default::default(),
             s_wo: Default::default(),
+            s_tick: Default::default(),
             ack: Default::default(),
             rdata: Default::default(),
             rempty: Default::default(),
             rvalid: Default::default(),
             ctrl: cfg(&CTRL, 0),
+            ctrl_t: cfg(&CTRL, 0),
             uart_div_r: cfg(&UART_DIV, 0),
             dead_time: cfgs(&DEAD_TIME),
             chan_enable: cfg(&CHAN_ENABLE, 0),
@@ -483,6 +534,9 @@ impl Core {
             fire_r: Default::default(),
             lost: Default::default(),
             acq_prev: Default::default(),
+            pend_t: Default::default(),
+            gate_cnt: Default::default(),
+            seq_prev: Default::default(),
             slot_cnt: Default::default(),
             slot_gt1: Default::default(),
             raw_gt1: Default::default(),
@@ -512,6 +566,7 @@ impl Core {
             rf_rd: Default::default(),
             rf_wr: Default::default(),
             rf_pop: Default::default(),
+            tw_start: Default::default(),
             k_id: addr(&ID, 0),
             k_version: addr(&VERSION, 0),
             k_hash: addr(&MAP_HASH, 0),
@@ -588,45 +643,52 @@ impl Default for Core {
 impl Logic for Core {
     #[hdl_gen]
     fn update(&mut self) {
+        // Control domain.
         dff_setup!(
-            self, clock, a1, wd1, we1, re1, s_id, s_version, s_hash, s_build, s_features, s_flat, s_status, s_bad, s_skip,
-            s_tag_level, s_tag_data, s_gate_seq, s_counts, s_hist_addr, s_hist_data, s_hist_ovf, s_rng_level, s_rng_data,
-            s_rng_missed, s_wo, ack, rdata, rempty, rvalid, ctrl, uart_div_r, chan_enable, chan_falling,
-            coinc_window, coinc_gate, hist_config, hist_offset, hist_addr, ts_config, ts_pair_delay, rng_config,
-            rng_thr_z, rng_thr_class, rng_cutoff, rng_slot_div, rng_raw_div, filter_window, filter_pass,
-            hist_clear, rng_reseed, rng_hclear, fire_r, lost, acq_prev, slot_cnt, slot_gt1, raw_gt1, slot, slot_on, raw_cnt,
-            raw_valid, raw_bit, raw_on, rf_occ, rf_room, rf_pend, rf_out, rf_valid, rf_level, ld_on, ld_cnt,
-            ld_v, ld_hi
+            self, ctl_clock, a1, wd1, we1, re1, s_id, s_version, s_hash, s_build, s_features, s_flat, s_status, s_bad,
+            s_skip, s_tag_level, s_tag_data, s_gate_seq, s_counts, s_hist_addr, s_hist_data, s_hist_ovf, s_rng_level,
+            s_rng_data, s_rng_missed, s_wo, s_tick, ack, rdata, rempty, rvalid, ctrl, uart_div_r, hist_addr, rng_config,
+            rng_thr_z, rng_thr_class, rng_cutoff, rng_slot_div, rng_raw_div, rng_reseed, rng_hclear, lost, acq_prev,
+            gate_cnt, seq_prev, slot_cnt, slot_gt1, raw_gt1, slot, slot_on, raw_cnt, raw_valid, raw_bit, raw_on, rf_occ,
+            rf_room, rf_pend, rf_out, rf_valid, rf_level, ld_on, ld_cnt, ld_v, ld_hi
         );
-        for i in 0..CORE_CHANNELS {
-            self.dead_time[i].clock.next = self.clock.val();
-            self.dead_time[i].d.next = self.dead_time[i].q.val();
-            self.coinc_delay[i].clock.next = self.clock.val();
-            self.coinc_delay[i].d.next = self.coinc_delay[i].q.val();
-            self.ts_threshold[i].clock.next = self.clock.val();
-            self.ts_threshold[i].d.next = self.ts_threshold[i].q.val();
-            self.filter_delay[i].clock.next = self.clock.val();
-            self.filter_delay[i].d.next = self.filter_delay[i].q.val();
-        }
-        for g in 0..GROUPS {
-            self.coinc_group[g].clock.next = self.clock.val();
-            self.coinc_group[g].d.next = self.coinc_group[g].q.val();
-        }
-        clock!(self, clock, tsig, pipe, filter, coinc, hist, rng, rng_fifo, ent_sync, pll_sync);
+        // Tick domain.
+        dff_setup!(
+            self, clock, ctrl_t, chan_enable, chan_falling, coinc_window, coinc_gate, hist_config, hist_offset, ts_config,
+            ts_pair_delay, filter_window, filter_pass, hist_clear, fire_r, pend_t
+        );
+        clock!(self, clock, tsig, pipe, filter, coinc, hist);
+        clock!(self, ctl_clock, rng, rng_fifo, ent_sync, pll_sync, busy_sync, seq_sync, pend_sync);
+        self.coinc.rd_clock.next = self.ctl_clock.val();
+        self.hist.rd_clock.next = self.ctl_clock.val();
+        self.xing.tick_clock.next = self.clock.val();
+        self.xing.ctl_clock.next = self.ctl_clock.val();
+        self.wx.tick_clock.next = self.clock.val();
+        self.wx.ctl_clock.next = self.ctl_clock.val();
+        self.level_x.src_clock.next = self.clock.val();
+        self.level_x.dst_clock.next = self.ctl_clock.val();
+        self.ovf_x.src_clock.next = self.clock.val();
+        self.ovf_x.dst_clock.next = self.ctl_clock.val();
 
         // ---- Bus stage 1 (tick t): register the access and the one-hot read selects.
-        self.a1.d.next = self.bus_addr.val();
-        self.wd1.d.next = self.bus_wdata.val();
+        // A write to the tick domain holds its address and data here until `wx` is done.
+        self.tw_start.next = self.we1.q.val() & self.s_tick.q.val();
+        if !self.tw_start.val() & !self.wx.busy.val() {
+            self.a1.d.next = self.bus_addr.val();
+            self.wd1.d.next = self.bus_wdata.val();
+        }
         self.we1.d.next = self.bus_we.val();
         // A held TAG_DATA read stays in stage 2 (the master keeps the address until the ack).
+        // It waits while the crossing is empty but records are on their way (`pend_sync`); a
+        // read of TAG_LEVEL or HIST_OVERFLOW waits for its snapshot's `stable` cycle.
         self.hold.next = self.re1.q.val()
-            & self.s_tag_data.q.val()
-            & self.pipe.empty.val()
-            & (self.pipe.occupancy.val() != 0);
+            & ((self.s_tag_data.q.val() & self.xing.empty.val() & self.pend_sync.sig_out.val())
+                | (self.s_tag_level.q.val() & !self.level_x.stable.val())
+                | (self.s_hist_ovf.q.val() & !self.ovf_x.stable.val()));
         self.re1.d.next = self.bus_re.val() | self.hold.val();
-        self.wmask.clock.next = self.clock.val();
+        self.wmask.clock.next = self.ctl_clock.val();
         self.wmask.address.next = self.bus_addr.val();
-        self.shadow.read_clock.next = self.clock.val();
+        self.shadow.read_clock.next = self.ctl_clock.val();
         // The key/IV load owns the read port while it runs (the RNG_CMD write waits).
         self.ld_addr.next = self.k_rng_iv[2].val();
         if self.ld_cnt.q.val() < 9 {
@@ -682,68 +744,53 @@ impl Logic for Core {
         self.s_rng_missed.d.next = self.bus_addr.val() == self.k_rng_missed.val();
         self.s_wo.d.next =
             (self.bus_addr.val() == self.k_hist_cmd.val()) | (self.bus_addr.val() == self.k_rng_cmd.val());
+        // The registers of the tick domain (and HIST_CMD, whose strobe is a tick-domain one).
+        self.s_tick.d.next = (self.bus_addr.val() == self.k_ctrl.val())
+            | (self.bus_addr.val() == self.k_chan_enable.val())
+            | (self.bus_addr.val() == self.k_chan_falling.val())
+            | (self.bus_addr.val() == self.k_coinc_window.val())
+            | (self.bus_addr.val() == self.k_coinc_gate.val())
+            | (self.bus_addr.val() == self.k_hist_config.val())
+            | (self.bus_addr.val() == self.k_hist_offset.val())
+            | (self.bus_addr.val() == self.k_hist_cmd.val())
+            | (self.bus_addr.val() == self.k_ts_config.val())
+            | (self.bus_addr.val() == self.k_ts_pair_delay.val())
+            | (self.bus_addr.val() == self.k_filter_window.val())
+            | (self.bus_addr.val() == self.k_filter_pass.val());
+        for i in 0..CORE_CHANNELS {
+            if (self.bus_addr.val() == self.k_dead_time[i].val())
+                | (self.bus_addr.val() == self.k_coinc_delay[i].val())
+                | (self.bus_addr.val() == self.k_ts_threshold[i].val())
+                | (self.bus_addr.val() == self.k_filter_delay[i].val())
+            {
+                self.s_tick.d.next = true;
+            }
+        }
+        for g in 0..GROUPS {
+            if self.bus_addr.val() == self.k_coinc_group[g].val() {
+                self.s_tick.d.next = true;
+            }
+        }
 
         // ---- Bus stage 2 (tick t + 1): writes.
-        self.shadow.write_clock.next = self.clock.val();
+        self.shadow.write_clock.next = self.ctl_clock.val();
         self.shadow.write_address.next = self.a1.q.val();
         self.shadow.write_data.next = self.wd1.q.val() & self.wmask.data.val();
         self.shadow.write_enable.next = self.we1.q.val() & self.wmask.data.val().get_bit(0);
-        self.hist_clear.d.next = false;
         self.rng_reseed.d.next = false;
         self.rng_hclear.d.next = false;
         self.ld_start.next = false;
+        // A write to a tick-domain register goes through `wx` and is acknowledged when the
+        // tick side has taken it; CTRL is written on both sides.
+        self.wx.start.next = self.tw_start.val();
+        self.wx.addr_in.next = self.a1.q.val();
+        self.wx.data_in.next = self.wd1.q.val();
         if self.we1.q.val() {
             if self.a1.q.val() == self.k_ctrl.val() {
                 self.ctrl.d.next = bit_cast::<4, 32>(self.wd1.q.val());
             }
             if self.a1.q.val() == self.k_uart_div.val() {
                 self.uart_div_r.d.next = bit_cast::<16, 32>(self.wd1.q.val());
-            }
-            for i in 0..CORE_CHANNELS {
-                if self.a1.q.val() == self.k_dead_time[i].val() {
-                    self.dead_time[i].d.next = bit_cast::<DEAD_TIME_BITS, 32>(self.wd1.q.val());
-                }
-                if self.a1.q.val() == self.k_coinc_delay[i].val() {
-                    self.coinc_delay[i].d.next = bit_cast::<DELAY_BITS, 32>(self.wd1.q.val());
-                }
-                if self.a1.q.val() == self.k_ts_threshold[i].val() {
-                    self.ts_threshold[i].d.next = bit_cast::<THRESHOLD_BITS, 32>(self.wd1.q.val());
-                }
-                if self.a1.q.val() == self.k_filter_delay[i].val() {
-                    self.filter_delay[i].d.next = bit_cast::<FILTER_DELAY_BITS, 32>(self.wd1.q.val());
-                }
-            }
-            if self.a1.q.val() == self.k_chan_enable.val() {
-                self.chan_enable.d.next = bit_cast::<CORE_CHANNELS, 32>(self.wd1.q.val());
-            }
-            if self.a1.q.val() == self.k_chan_falling.val() {
-                self.chan_falling.d.next = bit_cast::<CORE_CHANNELS, 32>(self.wd1.q.val());
-            }
-            for g in 0..GROUPS {
-                if self.a1.q.val() == self.k_coinc_group[g].val() {
-                    self.coinc_group[g].d.next = bit_cast::<CORE_CHANNELS, 32>(self.wd1.q.val());
-                }
-            }
-            if self.a1.q.val() == self.k_coinc_window.val() {
-                self.coinc_window.d.next = bit_cast::<WINDOW_BITS, 32>(self.wd1.q.val());
-            }
-            if self.a1.q.val() == self.k_coinc_gate.val() {
-                self.coinc_gate.d.next = self.wd1.q.val();
-            }
-            if self.a1.q.val() == self.k_hist_config.val() {
-                self.hist_config.d.next = bit_cast::<12, 32>(self.wd1.q.val());
-            }
-            if self.a1.q.val() == self.k_hist_offset.val() {
-                self.hist_offset.d.next = bit_cast::<HIST_OFFSET_BITS, 32>(self.wd1.q.val());
-            }
-            if self.a1.q.val() == self.k_hist_cmd.val() {
-                self.hist_clear.d.next = self.wd1.q.val().get_bit(0);
-            }
-            if self.a1.q.val() == self.k_ts_config.val() {
-                self.ts_config.d.next = bit_cast::<11, 32>(self.wd1.q.val());
-            }
-            if self.a1.q.val() == self.k_ts_pair_delay.val() {
-                self.ts_pair_delay.d.next = bit_cast::<PAIR_DELAY_BITS, 32>(self.wd1.q.val());
             }
             if self.a1.q.val() == self.k_rng_cmd.val() {
                 self.rng_reseed.d.next = self.wd1.q.val().get_bit(0);
@@ -768,18 +815,88 @@ impl Logic for Core {
             if self.a1.q.val() == self.k_rng_raw_div.val() {
                 self.rng_raw_div.d.next = bit_cast::<16, 32>(self.wd1.q.val());
             }
-            if self.a1.q.val() == self.k_filter_window.val() {
-                self.filter_window.d.next = bit_cast::<FILTER_WINDOW_BITS, 32>(self.wd1.q.val());
+        }
+
+        // ---- Tick domain: the write `wx` carries (its address and data are static while
+        // `load` is high, see `crate::cdc`).
+        for i in 0..CORE_CHANNELS {
+            self.dead_time[i].clock.next = self.clock.val();
+            self.dead_time[i].d.next = self.dead_time[i].q.val();
+            self.coinc_delay[i].clock.next = self.clock.val();
+            self.coinc_delay[i].d.next = self.coinc_delay[i].q.val();
+            self.ts_threshold[i].clock.next = self.clock.val();
+            self.ts_threshold[i].d.next = self.ts_threshold[i].q.val();
+            self.filter_delay[i].clock.next = self.clock.val();
+            self.filter_delay[i].d.next = self.filter_delay[i].q.val();
+        }
+        for g in 0..GROUPS {
+            self.coinc_group[g].clock.next = self.clock.val();
+            self.coinc_group[g].d.next = self.coinc_group[g].q.val();
+        }
+        self.hist_clear.d.next = false;
+        if self.wx.load.val() {
+            if self.wx.addr.val() == self.k_ctrl.val() {
+                self.ctrl_t.d.next = bit_cast::<4, 32>(self.wx.data.val());
             }
-            if self.a1.q.val() == self.k_filter_pass.val() {
-                self.filter_pass.d.next = bit_cast::<CORE_CHANNELS, 32>(self.wd1.q.val());
+            for i in 0..CORE_CHANNELS {
+                if self.wx.addr.val() == self.k_dead_time[i].val() {
+                    self.dead_time[i].d.next = bit_cast::<DEAD_TIME_BITS, 32>(self.wx.data.val());
+                }
+                if self.wx.addr.val() == self.k_coinc_delay[i].val() {
+                    self.coinc_delay[i].d.next = bit_cast::<DELAY_BITS, 32>(self.wx.data.val());
+                }
+                if self.wx.addr.val() == self.k_ts_threshold[i].val() {
+                    self.ts_threshold[i].d.next = bit_cast::<THRESHOLD_BITS, 32>(self.wx.data.val());
+                }
+                if self.wx.addr.val() == self.k_filter_delay[i].val() {
+                    self.filter_delay[i].d.next = bit_cast::<FILTER_DELAY_BITS, 32>(self.wx.data.val());
+                }
+            }
+            if self.wx.addr.val() == self.k_chan_enable.val() {
+                self.chan_enable.d.next = bit_cast::<CORE_CHANNELS, 32>(self.wx.data.val());
+            }
+            if self.wx.addr.val() == self.k_chan_falling.val() {
+                self.chan_falling.d.next = bit_cast::<CORE_CHANNELS, 32>(self.wx.data.val());
+            }
+            for g in 0..GROUPS {
+                if self.wx.addr.val() == self.k_coinc_group[g].val() {
+                    self.coinc_group[g].d.next = bit_cast::<CORE_CHANNELS, 32>(self.wx.data.val());
+                }
+            }
+            if self.wx.addr.val() == self.k_coinc_window.val() {
+                self.coinc_window.d.next = bit_cast::<WINDOW_BITS, 32>(self.wx.data.val());
+            }
+            if self.wx.addr.val() == self.k_coinc_gate.val() {
+                self.coinc_gate.d.next = self.wx.data.val();
+            }
+            if self.wx.addr.val() == self.k_hist_config.val() {
+                self.hist_config.d.next = bit_cast::<12, 32>(self.wx.data.val());
+            }
+            if self.wx.addr.val() == self.k_hist_offset.val() {
+                self.hist_offset.d.next = bit_cast::<HIST_OFFSET_BITS, 32>(self.wx.data.val());
+            }
+            if self.wx.addr.val() == self.k_hist_cmd.val() {
+                self.hist_clear.d.next = self.wx.data.val().get_bit(0);
+            }
+            if self.wx.addr.val() == self.k_ts_config.val() {
+                self.ts_config.d.next = bit_cast::<11, 32>(self.wx.data.val());
+            }
+            if self.wx.addr.val() == self.k_ts_pair_delay.val() {
+                self.ts_pair_delay.d.next = bit_cast::<PAIR_DELAY_BITS, 32>(self.wx.data.val());
+            }
+            if self.wx.addr.val() == self.k_filter_window.val() {
+                self.filter_window.d.next = bit_cast::<FILTER_WINDOW_BITS, 32>(self.wx.data.val());
+            }
+            if self.wx.addr.val() == self.k_filter_pass.val() {
+                self.filter_pass.d.next = bit_cast::<CORE_CHANNELS, 32>(self.wx.data.val());
             }
         }
 
         // ---- Bus stage 2: reads (the AND-OR of the registered selects) and FIFO pops.
         self.status.next = 0.into();
         self.status.next = self.status.val().replace_bit(0, self.pll_sync.sig_out.val());
-        self.status.next = self.status.val().replace_bit(1, self.pipe.empty.val());
+        self.status.next =
+            self.status.val().replace_bit(1, self.xing.empty.val() & !self.pend_sync.sig_out.val());
         if self.has_rng.val() {
             self.status.next = self.status.val().replace_bit(2, self.rng.ready.val());
             self.status.next = self.status.val().replace_bit(3, self.rng.health_failed.val());
@@ -789,7 +906,7 @@ impl Logic for Core {
             self.status.next = self.status.val().replace_bit(7, self.rng.pool_ready.val());
         }
         if self.has_hist.val() {
-            self.status.next = self.status.val().replace_bit(8, self.hist.busy.val());
+            self.status.next = self.status.val().replace_bit(8, self.busy_sync.sig_out.val());
         }
         self.status.next = self.status.val().replace_bit(9, self.lost.q.val());
         self.ro.next = 0.into();
@@ -821,13 +938,13 @@ impl Logic for Core {
             self.ro.next = self.ro.val() | bit_cast::<32, 16>(self.link_skipped.val());
         }
         if self.s_tag_level.q.val() {
-            self.ro.next = self.ro.val() | bit_cast::<32, OCCUPANCY_BITS>(self.pipe.occupancy.val());
+            self.ro.next = self.ro.val() | bit_cast::<32, OCCUPANCY_BITS>(self.level_x.out.val());
         }
-        if self.s_tag_data.q.val() & !self.pipe.empty.val() {
-            self.ro.next = self.ro.val() | bit_cast::<32, RECORD_BITS>(self.pipe.data_out.val());
+        if self.s_tag_data.q.val() & !self.xing.empty.val() {
+            self.ro.next = self.ro.val() | bit_cast::<32, RECORD_BITS>(self.xing.data_out.val());
         }
         if self.s_gate_seq.q.val() & self.has_coinc.val() {
-            self.ro.next = self.ro.val() | bit_cast::<32, 16>(self.coinc.gate_seq.val());
+            self.ro.next = self.ro.val() | bit_cast::<32, 16>(self.gate_cnt.q.val());
         }
         if self.s_counts.q.val() & self.has_coinc.val() {
             self.ro.next = self.ro.val() | self.coinc.rd_data.val();
@@ -839,7 +956,7 @@ impl Logic for Core {
             self.ro.next = self.ro.val() | bit_cast::<32, HIST_COUNT_BITS>(self.hist.rd_data.val());
         }
         if self.s_hist_ovf.q.val() & self.has_hist.val() {
-            self.ro.next = self.ro.val() | bit_cast::<32, HIST_COUNT_BITS>(self.hist.overflow.val());
+            self.ro.next = self.ro.val() | bit_cast::<32, HIST_COUNT_BITS>(self.ovf_x.out.val());
         }
         if self.s_rng_level.q.val() {
             self.ro.next = self.ro.val() | bit_cast::<32, 9>(self.rf_level.q.val());
@@ -868,7 +985,10 @@ impl Logic for Core {
         }
         // The RNG_CMD write that started a load is acknowledged after its last chunk.
         self.ld_fin.next = self.ld_v.q.val() & !self.ld_on.q.val();
-        self.ack.d.next = ((self.re1.q.val() | self.we1.q.val()) & !self.hold.val() & !self.ld_start.val()) | self.ld_fin.val();
+        self.ack.d.next =
+            ((self.re1.q.val() | self.we1.q.val()) & !self.hold.val() & !self.ld_start.val() & !self.tw_start.val())
+                | self.ld_fin.val()
+                | self.wx.done.val();
         self.rvalid.d.next = self.ld_fin.val()
             | self.wmask.data.val().get_bit(0)
             | self.s_id.q.val()
@@ -898,10 +1018,10 @@ impl Logic for Core {
             } else {
                 self.rdata.d.next = self.ro.val();
             }
-            self.rempty.d.next = (self.s_tag_data.q.val() & self.pipe.empty.val())
+            self.rempty.d.next = (self.s_tag_data.q.val() & self.xing.empty.val())
                 | (self.s_rng_data.q.val() & !self.rf_valid.q.val());
         }
-        self.pipe.read.next = self.re1.q.val() & self.s_tag_data.q.val();
+        self.xing.read.next = self.re1.q.val() & self.s_tag_data.q.val();
         self.rf_pop.next = self.re1.q.val() & self.s_rng_data.q.val() & self.rf_valid.q.val();
         if self.re1.q.val() & self.s_hist_data.q.val() {
             self.hist_addr.d.next = self.hist_addr.q.val() + 1;
@@ -925,7 +1045,7 @@ impl Logic for Core {
         for i in 0..CORE_CHANNELS {
             self.tsig.threshold[i].next = self.ts_threshold[i].q.val();
             self.channels[i].clock.next = self.clock.val();
-            if self.ctrl.q.val().get_bit(2) & self.has_tsig.val() {
+            if self.ctrl_t.q.val().get_bit(2) & self.has_tsig.val() {
                 self.channels[i].pin.next = self.tsig.pins.val().get_bit(i);
             } else {
                 self.channels[i].pin.next = self.pins.val().get_bit(i);
@@ -938,18 +1058,28 @@ impl Logic for Core {
         self.fire_r.d.next = self.fire.val();
         // The tagger: fire, or the filter's kept mask, while acquiring.
         self.pipe.hits.next = 0.into();
-        if self.ctrl.q.val().get_bit(0) {
-            if self.ctrl.q.val().get_bit(1) & self.has_filter.val() {
+        if self.ctrl_t.q.val().get_bit(0) {
+            if self.ctrl_t.q.val().get_bit(1) & self.has_filter.val() {
                 self.pipe.hits.next = self.filter.kept.val();
             } else {
                 self.pipe.hits.next = self.fire.val();
             }
         }
+        // The tagger's records cross to the control clock (`xing` pumps its read port).
+        self.xing.src_data.next = self.pipe.data_out.val();
+        self.xing.src_empty.next = self.pipe.empty.val();
+        self.pipe.read.next = self.xing.src_read.val();
+        self.pend_t.d.next =
+            !self.pipe.empty.val() | (self.pipe.occupancy.val() != 0) | self.xing.src_unread.val();
+        self.pend_sync.sig_in.next = self.pend_t.q.val();
+        self.level_x.value.next = self.pipe.occupancy.val();
+        // TAG_LOST (control side): a LOST record at the crossing's output; cleared when
+        // CTRL.ACQUIRE is set.
         self.acq_prev.d.next = self.ctrl.q.val().get_bit(0);
         if self.ctrl.q.val().get_bit(0) & !self.acq_prev.q.val() {
             self.lost.d.next = false;
         }
-        if !self.pipe.empty.val() & (self.pipe.data_out.val().get_bits::<2>(30) == self.lost_kind.val()) {
+        if !self.xing.empty.val() & (self.xing.data_out.val().get_bits::<2>(30) == self.lost_kind.val()) {
             self.lost.d.next = true;
         }
         self.filter.hits.next = self.fire_r.q.val();
@@ -977,9 +1107,18 @@ impl Logic for Core {
         self.hist.stop_ch.next = self.hist_config.q.val().get_bits::<3>(4);
         self.hist.shift.next = self.hist_config.q.val().get_bits::<4>(8);
         self.hist.offset.next = self.hist_offset.q.val();
-        self.hist.enable.next = self.ctrl.q.val().get_bit(3);
+        self.hist.enable.next = self.ctrl_t.q.val().get_bit(3);
         self.hist.clear.next = self.hist_clear.q.val();
         self.hist.rd_addr.next = self.hist_addr.q.val();
+        self.busy_sync.sig_in.next = self.hist.busy.val();
+        self.ovf_x.value.next = self.hist.overflow.val();
+        // Completed gates: `gate_seq` bit 0 toggles once per gate (gates are at least 64 ticks
+        // apart), counted here.
+        self.seq_sync.sig_in.next = self.coinc.gate_seq.val().get_bit(0);
+        self.seq_prev.d.next = self.seq_sync.sig_out.val();
+        if self.seq_sync.sig_out.val() != self.seq_prev.q.val() {
+            self.gate_cnt.d.next = self.gate_cnt.q.val() + 1;
+        }
 
         // ---- Basis RNG: entropy sampler, slot divider, record FIFO.
         self.ent_sync.sig_in.next = self.entropy.val();
@@ -1097,13 +1236,39 @@ mod tests {
         ts: TestSignalModel,
         ts_cfg: TestSignalConfig,
         ts_pending: Option<TestSignalConfig>,
+        /// The tick side took a write in the last tick: the test-signal model takes a pending
+        /// configuration from this tick on.
+        ts_apply: bool,
+        /// The first tick with the tick side's copy of the last write.
+        last_load: u64,
         /// Pins of the test-signal model, by tick.
         ts_pins: Vec<u8>,
-        /// Per tick: (addr, wdata, we, re, pins, entropy) driven.
-        stim: Vec<(u8, u32, bool, bool, u8, bool)>,
+        /// Per tick: (addr, wdata, we, re, pins, entropy, control edge) driven.
+        stim: Vec<(u8, u32, bool, bool, u8, bool, bool)>,
         /// (tick, reply) of every ack.
         acks: Vec<(u64, Reply)>,
     }
+
+    /// Tick-clock cycles per control-clock cycle in the testbench (the boards' ratio; the
+    /// first tick edge of a control cycle coincides with its control edge, as the PLL's
+    /// outputs do). The Verilated board tests take other ratios.
+    const RATIO: u64 = 2;
+
+    /// The registers of the tick domain, whose writes cross with `wx` (HIST_CMD: its strobe).
+    fn tick_domain(addr: u8) -> bool {
+        [
+            &CTRL, &DEAD_TIME, &CHAN_ENABLE, &CHAN_FALLING, &COINC_DELAY, &COINC_GROUP, &COINC_WINDOW, &COINC_GATE,
+            &HIST_CONFIG, &HIST_OFFSET, &HIST_CMD, &TS_THRESHOLD, &TS_CONFIG, &TS_PAIR_DELAY, &FILTER_DELAY,
+            &FILTER_WINDOW, &FILTER_PASS,
+        ]
+        .iter()
+        .any(|r| addr >= r.addr && addr < r.addr + r.count)
+    }
+
+    /// Control cycles from the strobe of a tick-domain register write to its ack at
+    /// [`RATIO`] 2 with aligned edges: the request's synchronizer and load (about two control
+    /// cycles), the acknowledge two ticks later, its synchronizer and the ack register.
+    const TICK_WRITE_BUS_LATENCY: u64 = 7;
 
     impl Tb {
         fn new() -> Self {
@@ -1123,46 +1288,61 @@ mod tests {
                 ts: TestSignalModel::new(CORE_CHANNELS),
                 ts_cfg: TestSignalConfig::default(),
                 ts_pending: None,
+                ts_apply: false,
+                last_load: 0,
                 ts_pins: Vec::new(),
                 stim: Vec::new(),
                 acks: Vec::new(),
             }
         }
 
-        /// One tick with the given bus strobes; returns the reply if `bus_ack` is high in it.
+        /// One control cycle ([`RATIO`] ticks) with the given bus strobes; returns the reply
+        /// if `bus_ack` is high in it.
         fn step(&mut self, addr: u8, wdata: u32, we: bool, re: bool) -> Option<Reply> {
             let ent = self.entropy.as_mut().map(|r| r.gen::<bool>()).unwrap_or(false);
-            let u = &mut self.uut;
-            u.bus_addr.next = (addr as u64).into();
-            u.bus_wdata.next = (wdata as u64).into();
-            u.bus_we.next = we;
-            u.bus_re.next = re;
-            u.pins.next = (self.pins as u64).into();
-            u.entropy.next = ent;
-            u.pll_locked.next = true;
-            u.link_bad_frames.next = 0x1234.into();
-            u.link_skipped.next = 0xbeef.into();
-            u.clock.next = Clock::from(false);
-            simulate(u.as_mut(), 10_000);
-            let reply = u.bus_ack.val().then(|| Reply {
-                rdata: u.bus_rdata.val().to_u32(),
-                rempty: u.bus_rempty.val(),
-                rvalid: u.bus_rvalid_addr.val(),
-            });
-            if reply.is_some() {
-                if let Some(c) = self.ts_pending.take() {
-                    self.ts_cfg = c;
+            let mut reply = None;
+            for k in 0..RATIO {
+                let ctl = k == 0;
+                let u = &mut self.uut;
+                u.bus_addr.next = (addr as u64).into();
+                u.bus_wdata.next = (wdata as u64).into();
+                u.bus_we.next = we;
+                u.bus_re.next = re;
+                u.pins.next = (self.pins as u64).into();
+                u.entropy.next = ent;
+                u.pll_locked.next = true;
+                u.link_bad_frames.next = 0x1234.into();
+                u.link_skipped.next = 0xbeef.into();
+                u.clock.next = Clock::from(false);
+                u.ctl_clock.next = Clock::from(false);
+                simulate(u.as_mut(), 10_000);
+                if ctl {
+                    reply = u.bus_ack.val().then(|| Reply {
+                        rdata: u.bus_rdata.val().to_u32(),
+                        rempty: u.bus_rempty.val(),
+                        rvalid: u.bus_rvalid_addr.val(),
+                    });
                 }
+                if std::mem::take(&mut self.ts_apply) {
+                    if let Some(c) = self.ts_pending.take() {
+                        self.ts_cfg = c;
+                    }
+                }
+                self.ts_pins.push(self.ts.step(&self.ts_cfg));
+                assert_eq!(u.tsig.pins.val().to_u8(), *self.ts_pins.last().unwrap(), "test signal at tick {}", self.tick);
+                if u.wx.load.val() {
+                    self.ts_apply = true;
+                    self.last_load = self.tick + 1;
+                }
+                self.stim.push((addr, wdata, we, re, self.pins, ent, ctl));
+                if let (true, Some(r)) = (ctl, reply) {
+                    self.acks.push((self.tick, r));
+                }
+                u.clock.next = Clock::from(true);
+                u.ctl_clock.next = Clock::from(ctl);
+                simulate(u.as_mut(), 10_000);
+                self.tick += 1;
             }
-            self.ts_pins.push(self.ts.step(&self.ts_cfg));
-            assert_eq!(u.tsig.pins.val().to_u8(), *self.ts_pins.last().unwrap(), "test signal at tick {}", self.tick);
-            self.stim.push((addr, wdata, we, re, self.pins, ent));
-            if let Some(r) = reply {
-                self.acks.push((self.tick, r));
-            }
-            u.clock.next = Clock::from(true);
-            simulate(u.as_mut(), 10_000);
-            self.tick += 1;
             reply
         }
 
@@ -1173,12 +1353,20 @@ mod tests {
         }
 
         /// One bus access, the address held until the ack as a master does; checks that the
-        /// ack comes `BUS_LATENCY` ticks after the strobe, exactly `RESEED_BUS_LATENCY` for a
-        /// RESEED write, or later only for a TAG_DATA read that waits for the tagger's output
-        /// register.
+        /// ack comes `BUS_LATENCY` control cycles after the strobe, exactly
+        /// `RESEED_BUS_LATENCY` for a RESEED write, `TICK_WRITE_BUS_LATENCY` for a write of a
+        /// tick-domain register, or later only for a TAG_DATA read that waits for records
+        /// on their way through the crossing and a TAG_LEVEL or HIST_OVERFLOW read that waits
+        /// for its snapshot.
         fn access(&mut self, addr: u8, wdata: u32, we: bool) -> Reply {
             assert!(self.step(addr, wdata, we, !we).is_none(), "ack in the strobe tick");
             assert!(self.step(addr, wdata, false, false).is_none(), "ack one tick after the strobe");
+            if we && tick_domain(addr) {
+                for k in 2..TICK_WRITE_BUS_LATENCY {
+                    assert!(self.step(addr, wdata, false, false).is_none(), "tick-domain write acked {k} cycles after the strobe");
+                }
+                return self.step(addr, wdata, false, false).expect("tick-domain write ack");
+            }
             if we && addr == RNG_CMD.addr && wdata & 1 == 1 {
                 for k in 2..RESEED_BUS_LATENCY {
                     assert!(self.step(addr, wdata, false, false).is_none(), "RESEED ack {k} ticks after the strobe");
@@ -1189,9 +1377,13 @@ mod tests {
                 if let Some(r) = self.step(addr, wdata, false, false) {
                     return r;
                 }
-                assert!(addr == TAG_DATA.addr && !we, "no ack {} ticks after the strobe", k + 2);
+                assert!(
+                    [TAG_DATA.addr, TAG_LEVEL.addr, HIST_OVERFLOW.addr].contains(&addr) && !we,
+                    "no ack {} cycles after the strobe",
+                    k + 2
+                );
             }
-            panic!("a TAG_DATA read waited over 64 ticks");
+            panic!("a read of 0x{addr:02x} waited over 64 cycles");
         }
 
         fn read(&mut self, addr: u8) -> Reply {
@@ -1247,32 +1439,38 @@ mod tests {
             let hex: String = self
                 .stim
                 .iter()
-                .map(|&(a, w, we, re, p, e)| {
-                    let x = (a as u64) << 40 | (w as u64) << 8 | (we as u64) << 7 | (re as u64) << 6 | (p as u64) << 1 | e as u64;
-                    format!("{x:012x}\n")
+                .map(|&(a, w, we, re, p, e, c)| {
+                    let x = (a as u64) << 41
+                        | (w as u64) << 9
+                        | (we as u64) << 8
+                        | (re as u64) << 7
+                        | (p as u64) << 2
+                        | (e as u64) << 1
+                        | c as u64;
+                    format!("{x:013x}\n")
                 })
                 .collect();
             std::fs::write(dir.join("stim.hex"), hex).unwrap();
             let n = self.stim.len();
             let tb = format!(
                 r#"module tb;
-reg clock = 0; reg [4:0] pins = 0; reg entropy = 0; reg pll_locked = 1;
+reg clock = 0; reg ctl_clock = 0; reg ctl = 0; reg [4:0] pins = 0; reg entropy = 0; reg pll_locked = 1;
 reg [7:0] bus_addr = 0; reg [31:0] bus_wdata = 0; reg bus_we = 0; reg bus_re = 0;
 reg [15:0] link_bad_frames = 16'h1234; reg [15:0] link_skipped = 16'hbeef;
 wire bus_ack; wire bus_rempty; wire bus_rvalid_addr; wire [31:0] bus_rdata; wire [15:0] uart_div; wire [3:0] leds;
-qkd_core dut(.clock(clock), .pins(pins), .entropy(entropy), .pll_locked(pll_locked), .bus_addr(bus_addr),
+qkd_core dut(.clock(clock), .ctl_clock(ctl_clock), .pins(pins), .entropy(entropy), .pll_locked(pll_locked), .bus_addr(bus_addr),
   .bus_wdata(bus_wdata), .bus_we(bus_we), .bus_re(bus_re), .bus_ack(bus_ack), .bus_rdata(bus_rdata),
   .bus_rempty(bus_rempty), .bus_rvalid_addr(bus_rvalid_addr), .link_bad_frames(link_bad_frames),
   .link_skipped(link_skipped), .uart_div(uart_div), .leds(leds));
-reg [47:0] stim [0:{last}];
+reg [48:0] stim [0:{last}];
 integer i;
 initial begin
   $readmemh("stim.hex", stim);
   for (i = 0; i < {n}; i = i + 1) begin
-    {{bus_addr, bus_wdata, bus_we, bus_re, pins, entropy}} = stim[i];
+    {{bus_addr, bus_wdata, bus_we, bus_re, pins, entropy, ctl}} = stim[i];
     #1;
-    if (bus_ack) $display("%0d %08x %0d %0d", i, bus_rdata, bus_rempty, bus_rvalid_addr);
-    clock = 1; #1; clock = 0;
+    if (ctl && bus_ack) $display("%0d %08x %0d %0d", i, bus_rdata, bus_rempty, bus_rvalid_addr);
+    clock = 1; ctl_clock = ctl; #1; clock = 0; ctl_clock = 0;
   end
   $finish;
 end
@@ -1371,7 +1569,7 @@ endmodule
     /// words and the ack ticks of the CTRL writes that started (`k0`) and stopped (`k1`).
     fn acquire(tb: &mut Tb, ctrl: u32, ticks: u64, words: &mut Vec<u32>) -> (u64, u64) {
         tb.wr(&CTRL, 0, ctrl);
-        let k0 = tb.tick - 1;
+        let k0 = tb.last_load;
         while tb.tick < k0 + ticks {
             let r = tb.read(TAG_DATA.addr);
             assert!(r.rvalid);
@@ -1380,7 +1578,7 @@ endmodule
             }
         }
         tb.wr(&CTRL, 0, 0);
-        let k1 = tb.tick - 1;
+        let k1 = tb.last_load;
         tb.idle(COINC_ONLY_SHIFT + 20);
         tb.drain_tags(words);
         (k0, k1)

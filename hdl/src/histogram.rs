@@ -93,9 +93,12 @@ pub struct Histogram<const N: usize, const A: usize> {
     pub enable: Signal<In, Bit>,
     /// Strobe: start zeroing every bin and the overflow counter.
     pub clear: Signal<In, Bit>,
+    /// Clock of the bin read port (`rd_addr`/`rd_data`): the tagger clock, or the core's
+    /// control clock (the host copy's read port has its own clock).
+    pub rd_clock: Signal<In, Clock>,
     /// Bin to read.
     pub rd_addr: Signal<In, Bits<A>>,
-    /// Count of the bin presented on `rd_addr` in the previous tick.
+    /// Count of the bin presented on `rd_addr` in the previous `rd_clock` cycle.
     pub rd_data: Signal<Out, Bits<HIST_COUNT_BITS>>,
     /// Stops out of range (or before any start), saturating; registered.
     pub overflow: Signal<Out, Bits<HIST_COUNT_BITS>>,
@@ -182,6 +185,7 @@ impl<const N: usize, const A: usize> Default for Histogram<N, A> {
             shift: Default::default(),
             enable: Default::default(),
             clear: Default::default(),
+            rd_clock: Default::default(),
             rd_addr: Default::default(),
             rd_data: Default::default(),
             overflow: Default::default(),
@@ -403,7 +407,7 @@ impl<const N: usize, const A: usize> Logic for Histogram<N, A> {
             }
         }
         // Outputs.
-        self.host.read_clock.next = self.clock.val();
+        self.host.read_clock.next = self.rd_clock.val();
         self.host.read_address.next = self.rd_addr.val();
         self.rd_data.next = self.host.read_data.val();
         self.overflow.next = self.ovf.q.val();
@@ -782,6 +786,7 @@ mod tests {
         uut.clear.next = x.clear;
         uut.rd_addr.next = (x.rd_addr as u64).into();
         uut.clock.next = Clock::from(false);
+        uut.rd_clock.next = Clock::from(false);
         simulate(uut, 1000);
         let want = m.step(x);
         let got = HistogramOut {
@@ -791,6 +796,7 @@ mod tests {
         };
         assert_eq!(got, want, "tick {t}");
         uut.clock.next = Clock::from(true);
+        uut.rd_clock.next = Clock::from(true);
         simulate(uut, 1000);
         want
     }

@@ -9,6 +9,7 @@
 //! * [`verilog`]: writes the Verilog of the blocks and tops.
 
 pub mod bit_delay;
+pub mod cdc;
 pub mod channel;
 pub mod coincidence;
 pub mod core;

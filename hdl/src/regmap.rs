@@ -210,7 +210,7 @@ pub const UART_DIV: Register = reg(
     0x07,
     16,
     Access::Rw,
-    "UART bit period, in ticks (at least 4); a write takes effect after its reply is sent; 0 keeps the build default",
+    "UART bit period, in ticks (at least 8: the link runs on the control clock, half the tick, and counts UART_DIV / 2 of its cycles); a write takes effect after its reply is sent; 0 keeps the build default",
 );
 /// Bad frames received.
 pub const LINK_BAD_FRAMES: Register =
@@ -272,7 +272,7 @@ pub const CHAN_ENABLE: Register =
 pub const CHAN_FALLING: Register =
     reg("CHAN_FALLING", 0x19, CHANNELS as u8, Access::Rw, "Tag falling edges (bit i = channel i; 0 = rising)");
 /// Tag FIFO level.
-pub const TAG_LEVEL: Register = reg("TAG_LEVEL", 0x1A, 9, Access::Ro, "Entries in the tagger's event FIFO");
+pub const TAG_LEVEL: Register = reg("TAG_LEVEL", 0x1A, 9, Access::Ro, "Entries in the tagger's event FIFO (not counting the up to 256 records in the crossing to the control clock), a few cycles late");
 /// Tag record stream.
 pub const TAG_DATA: Register =
     reg("TAG_DATA", 0x1B, 32, Access::Fifo, "Tag records (EVENT/EPOCH/LOST, see the tag format)");
@@ -302,7 +302,7 @@ pub const COINC_GATE: Register = reg(
     0x2D,
     32,
     Access::Rw,
-    "Counting gate, in ticks (1..63 count as 64); 0 = off. The counts of a gate are readable, and COINC_GATE_SEQ increments, 34 ticks after its end. A new value applies at the end of the gate in progress (at once when it was 0), so the first gate after power-on or a change is incomplete",
+    "Counting gate, in ticks (1..63 count as 64); 0 = off. The counts of a gate are readable, and COINC_GATE_SEQ increments, 34 ticks after its end (seen on the bus a few control-clock cycles later). A new value applies at the end of the gate in progress (at once when it was 0), so the first gate after power-on or a change is incomplete",
 );
 /// Completed gates.
 pub const COINC_GATE_SEQ: Register =
@@ -418,11 +418,11 @@ pub const RNG_CUTOFF: Register = Register {
 };
 /// Slot period.
 pub const RNG_SLOT_DIV: Register =
-    reg("RNG_SLOT_DIV", 0x6B, 32, Access::Rw, "Pulse slot period, in ticks (0 = no slots)");
+    reg("RNG_SLOT_DIV", 0x6B, 32, Access::Rw, "Pulse slot period, in control-clock cycles (2 ticks on the boards; 0 = no slots)");
 /// Entropy sample period.
 pub const RNG_RAW_DIV: Register = Register {
     reset: 16,
-    ..reg("RNG_RAW_DIV", 0x6C, 16, Access::Rw, "Entropy input sample period, in ticks (0 = not sampled)")
+    ..reg("RNG_RAW_DIV", 0x6C, 16, Access::Rw, "Entropy input sample period, in control-clock cycles (2 ticks on the boards; 0 = not sampled)")
 };
 /// RNG record level.
 pub const RNG_LEVEL: Register = reg("RNG_LEVEL", 0x6D, 9, Access::Ro, "Choice records waiting in the RNG FIFO");

@@ -44,6 +44,9 @@ pub struct TagCrossing {
     pub src_empty: Signal<In, Bit>,
     /// Takes the source's record in this tick (high only while `src_empty` is low).
     pub src_read: Signal<Out, Bit>,
+    /// Tick side: records written that the control side has not yet been seen to read (the
+    /// write pointer differs from the synchronized read pointer; from flip-flops).
+    pub src_unread: Signal<Out, Bit>,
     /// Control clock: the read side.
     pub ctl_clock: Signal<In, Clock>,
     /// Read strobe (control clock): takes `data_out` when `empty` is low.
@@ -93,6 +96,7 @@ impl Default for TagCrossing {
             src_data: Default::default(),
             src_empty: Default::default(),
             src_read: Default::default(),
+            src_unread: Default::default(),
             ctl_clock: Default::default(),
             read: Default::default(),
             data_out: Default::default(),
@@ -142,6 +146,7 @@ impl Logic for TagCrossing {
         self.rq2.d.next = self.rq1.q.val();
         self.winc.next = !self.src_empty.val() & !self.wfull.q.val();
         self.src_read.next = self.winc.val();
+        self.src_unread.next = self.wgray.q.val() != self.rq2.q.val();
         // The pointer plus one is kept in registers too (`wbin1`, `wgray1`; `wbin2` is the
         // pointer plus two), so that the next pointer's Gray code is a flip-flop whether or
         // not this tick writes.

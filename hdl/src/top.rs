@@ -80,15 +80,22 @@ impl Board {
         }
     }
 
-    /// The planned control clock (bus, link, RNG), in MHz: half the tagger clock, from the
-    /// PLL's second output (`docs/clocking.md`). Only the crossing blocks use it yet.
+    /// The control clock (register bus, UART link, basis RNG, status), in MHz: half the
+    /// tagger clock, the PLL's second output (`GENCLK_HALF`, `docs/clocking.md`).
     pub fn control_clock_mhz(self) -> f64 {
-        self.clock_mhz() / 2.0
+        self.clock_mhz() / CTL_DIVIDER as f64
     }
 
-    /// UART baud divisor for 3 Mbaud at the tagger clock, in ticks per bit.
+    /// UART baud divisor for 3 Mbaud at the tagger clock, in ticks per bit (the `UART_DIV`
+    /// unit; [`StreamTop`]'s UART runs on the tagger clock).
     pub fn baud_divisor(self) -> u16 {
         (self.clock_mhz() / 3.0).round() as u16
+    }
+
+    /// The same bit period in control-clock cycles: the core's UART link runs on the control
+    /// clock ([`link_divisor`] of [`Self::baud_divisor`]).
+    pub fn ctl_baud_divisor(self) -> u16 {
+        link_divisor(self.baud_divisor())
     }
 
     /// Optional blocks of this board's core (`regmap::FEAT_*`, read back in `FEATURES`): all
@@ -102,14 +109,28 @@ impl Board {
     }
 }
 
-/// The iCE40 PLL primitive (`SB_PLL40_PAD` on the UP5K, whose clock pin feeds the PLL
-/// directly, `SB_PLL40_CORE` on the HX8K).
+/// Tagger clock ÷ control clock on the boards: the PLL's port B is `GENCLK_HALF`.
+pub const CTL_DIVIDER: u32 = 2;
+
+/// The UART link's bit period, in control-clock cycles, for a `UART_DIV` value in ticks:
+/// `UART_DIV / 2` (the boards' control clock is half the tick clock), so a `UART_DIV` of
+/// `2k` or `2k + 1` ticks gives a bit of `2k` ticks; the link needs at least 4 control cycles
+/// (`UART_DIV` ≥ 8).
+pub fn link_divisor(uart_div_ticks: u16) -> u16 {
+    uart_div_ticks / CTL_DIVIDER as u16
+}
+
+/// The iCE40 PLL primitive with two outputs: port A the tagger clock (`GENCLK`), port B the
+/// control clock at half its rate (`GENCLK_HALF`, phase-aligned). `SB_PLL40_2F_PAD` on the
+/// UP5K, whose clock pin feeds the PLL directly, `SB_PLL40_2F_CORE` on the HX8K.
 #[derive(LogicBlock)]
 pub struct Ice40Pll {
     /// 12 MHz reference clock.
     pub clock_in: Signal<In, Clock>,
-    /// PLL output clock.
+    /// PLL output clock (port A): the tagger clock.
     pub clock_out: Signal<Out, Clock>,
+    /// PLL output clock (port B): the control clock, half of `clock_out`.
+    pub ctl_clock_out: Signal<Out, Clock>,
     /// PLL locked.
     pub locked: Signal<Out, Bit>,
     // The settings live in constants: a LogicBlock's fields must all be blocks.
@@ -127,6 +148,7 @@ impl Ice40Pll {
         Self {
             clock_in: Default::default(),
             clock_out: Default::default(),
+            ctl_clock_out: Default::default(),
             locked: Default::default(),
             divr: Constant::new((p.divr as u64).to_bits()),
             divf: Constant::new((p.divf as u64).to_bits()),
@@ -139,31 +161,37 @@ impl Ice40Pll {
 
 impl Logic for Ice40Pll {
     fn update(&mut self) {
-        // Behavioural model for rust-hdl simulation: pass the clock through, locked.
+        // Behavioural model for rust-hdl simulation: pass the clock through (to both
+        // outputs), locked.
         self.clock_out.next = self.clock_in.val();
+        self.ctl_clock_out.next = self.clock_in.val();
         self.locked.next = true;
     }
 
     fn connect(&mut self) {
         self.clock_out.connect();
+        self.ctl_clock_out.connect();
         self.locked.connect();
     }
 
     fn hdl(&self) -> Verilog {
         let (prim, input) =
-            if self.pad_input.val() { ("SB_PLL40_PAD", "PACKAGEPIN") } else { ("SB_PLL40_CORE", "REFERENCECLK") };
+            if self.pad_input.val() { ("SB_PLL40_2F_PAD", "PACKAGEPIN") } else { ("SB_PLL40_2F_CORE", "REFERENCECLK") };
         Verilog::Wrapper(Wrapper {
             code: format!(
                 r#"
 {prim} #(
     .FEEDBACK_PATH("SIMPLE"),
+    .PLLOUT_SELECT_PORTA("GENCLK"),
+    .PLLOUT_SELECT_PORTB("GENCLK_HALF"),
     .DIVR(4'd{divr}),
     .DIVF(7'd{divf}),
     .DIVQ(3'd{divq}),
     .FILTER_RANGE(3'd{fr})
 ) pll_inst (
     .{input}(clock_in),
-    .PLLOUTGLOBAL(clock_out),
+    .PLLOUTGLOBALA(clock_out),
+    .PLLOUTGLOBALB(ctl_clock_out),
     .LOCK(locked),
     .RESETB(1'b1),
     .BYPASS(1'b0)
@@ -177,14 +205,17 @@ impl Logic for Ice40Pll {
             cores: format!(
                 r#"
 (* blackbox *)
-module {prim}({input}, PLLOUTGLOBAL, LOCK, RESETB, BYPASS);
+module {prim}({input}, PLLOUTGLOBALA, PLLOUTGLOBALB, LOCK, RESETB, BYPASS);
     parameter FEEDBACK_PATH = "SIMPLE";
+    parameter PLLOUT_SELECT_PORTA = "GENCLK";
+    parameter PLLOUT_SELECT_PORTB = "GENCLK";
     parameter DIVR = 4'd0;
     parameter DIVF = 7'd0;
     parameter DIVQ = 3'd0;
     parameter FILTER_RANGE = 3'd0;
     input {input};
-    output PLLOUTGLOBAL;
+    output PLLOUTGLOBALA;
+    output PLLOUTGLOBALB;
     output LOCK;
     input RESETB;
     input BYPASS;
@@ -254,7 +285,7 @@ impl BoardTop {
             led: Default::default(),
             pll: Ice40Pll::new(board),
             core: Core::with_features(board.code(), (board.clock_mhz() * 1e6) as u64, board.features()),
-            link: UartLink::new(board.baud_divisor()),
+            link: UartLink::new(board.ctl_baud_divisor()),
             lock_sync: Default::default(),
             led_r: Default::default(),
             leds: Default::default(),
@@ -266,10 +297,13 @@ impl Logic for BoardTop {
     #[hdl_gen]
     fn update(&mut self) {
         self.pll.clock_in.next = self.clk_12m.val();
+        // Tick domain: the core's tagger side; control domain: the core's bus side, the
+        // link, the LEDs.
         self.core.clock.next = self.pll.clock_out.val();
-        self.link.clock.next = self.pll.clock_out.val();
-        self.lock_sync.clock.next = self.pll.clock_out.val();
-        self.led_r.clock.next = self.pll.clock_out.val();
+        self.core.ctl_clock.next = self.pll.ctl_clock_out.val();
+        self.link.clock.next = self.pll.ctl_clock_out.val();
+        self.lock_sync.clock.next = self.pll.ctl_clock_out.val();
+        self.led_r.clock.next = self.pll.ctl_clock_out.val();
         self.lock_sync.sig_in.next = self.pll.locked.val();
         self.core.pll_locked.next = self.lock_sync.sig_out.val();
         self.core.pins.next = bit_cast::<5, 4>(self.det.val()).replace_bit(4, self.sync_in.val());
@@ -277,7 +311,8 @@ impl Logic for BoardTop {
         // The link is the bus master.
         self.link.rx.next = self.uart_rx.val();
         self.uart_tx.next = self.link.tx.val();
-        self.link.uart_div.next = self.core.uart_div.val();
+        // UART_DIV is in ticks, the link counts control cycles (half the tick, [`link_divisor`]).
+        self.link.uart_div.next = bit_cast::<16, 15>(self.core.uart_div.val().get_bits::<15>(1));
         self.core.link_bad_frames.next = self.link.bad_frames.val();
         self.core.link_skipped.next = self.link.skipped.val();
         self.core.bus_addr.next = self.link.bus_addr.val();
@@ -428,13 +463,17 @@ impl Logic for StreamTop {
 }
 
 /// The simulated board: the same core and link as [`BoardTop`] without the PLL (the
-/// simulator drives the core clock directly). It is what `qkd-sim` verilates. The UART
-/// defaults to 8 ticks per bit (18.75 Mbaud at 150 MHz) to keep simulations short; the
-/// host may set any other rate through `UART_DIV`, as on hardware.
+/// simulator drives both clocks directly, at any ratio). It is what `qkd-sim` verilates. The
+/// UART defaults to 8 ticks per bit (18.75 Mbaud at 150 MHz; 4 cycles of the control clock at
+/// half the tick) to keep simulations short; the host may set any other rate through
+/// `UART_DIV`, as on hardware.
 #[derive(LogicBlock)]
 pub struct SimBoard {
-    /// Core clock (150 MHz in the simulator's time base).
+    /// Tick clock (150 MHz in the simulator's time base).
     pub clock: Signal<In, Clock>,
+    /// Control clock (the core's bus side and the UART link; half the tick clock on the
+    /// boards, which `UART_DIV` assumes).
+    pub ctl_clock: Signal<In, Clock>,
     /// Detector inputs, channel c = bit c.
     pub pins: Signal<In, Bits<5>>,
     /// Raw entropy input.
@@ -458,13 +497,14 @@ impl Default for SimBoard {
     fn default() -> Self {
         Self {
             clock: Default::default(),
+            ctl_clock: Default::default(),
             pins: Default::default(),
             entropy: Default::default(),
             uart_rx: Default::default(),
             uart_tx: Default::default(),
             led: Default::default(),
             core: Core::new(BOARD_CODE_SIM, SIM_CLOCK_HZ),
-            link: UartLink::new(SIM_UART_DIV),
+            link: UartLink::new(link_divisor(SIM_UART_DIV)),
         }
     }
 }
@@ -473,13 +513,15 @@ impl Logic for SimBoard {
     #[hdl_gen]
     fn update(&mut self) {
         self.core.clock.next = self.clock.val();
-        self.link.clock.next = self.clock.val();
+        self.core.ctl_clock.next = self.ctl_clock.val();
+        self.link.clock.next = self.ctl_clock.val();
         self.core.pll_locked.next = true;
         self.core.pins.next = self.pins.val();
         self.core.entropy.next = self.entropy.val();
         self.link.rx.next = self.uart_rx.val();
         self.uart_tx.next = self.link.tx.val();
-        self.link.uart_div.next = self.core.uart_div.val();
+        // UART_DIV is in ticks, the link counts control cycles (half the tick, [`link_divisor`]).
+        self.link.uart_div.next = bit_cast::<16, 15>(self.core.uart_div.val().get_bits::<15>(1));
         self.core.link_bad_frames.next = self.link.bad_frames.val();
         self.core.link_skipped.next = self.link.skipped.val();
         self.core.bus_addr.next = self.link.bus_addr.val();

@@ -56,11 +56,15 @@ impl Model {
     /// # Panics
     /// If the module has no such port (a mismatch between the gateware and this wrapper).
     pub(crate) fn port<T>(&self, name: &str) -> *mut T {
+        self.try_port(name).unwrap_or_else(|| panic!("the Verilated module has no port {name}"))
+    }
+
+    /// A pointer to port `name`, or `None` if the module has no such port.
+    pub(crate) fn try_port<T>(&self, name: &str) -> Option<*mut T> {
         let c = CString::new(name).expect("port name");
         // SAFETY: the handle is live; the shim returns null for unknown names.
         let p = unsafe { (self.shim.port)(self.handle.as_ptr(), c.as_ptr()) };
-        assert!(!p.is_null(), "the Verilated module has no port {name}");
-        p.cast()
+        (!p.is_null()).then(|| p.cast())
     }
 
     #[inline]
@@ -89,10 +93,12 @@ impl Drop for Model {
 // A Verilated model is owned exclusively by its wrapper and may move between threads.
 unsafe impl Send for Model {}
 
-/// One Verilated model with its clock port.
+/// One Verilated model with its clock port (and the clock of a block's read port,
+/// `rd_clock`, where it has one: driven with the same clock).
 pub(crate) struct Dut {
     model: Model,
     clock: *mut u8,
+    rd_clock: Option<*mut u8>,
 }
 
 // The model and its port pointers move together.
@@ -103,8 +109,9 @@ impl Dut {
     pub(crate) fn new(shim: Shim) -> Self {
         let mut model = Model::new(shim);
         let clock = model.port("clock");
+        let rd_clock = model.try_port("rd_clock");
         model.eval();
-        Self { model, clock }
+        Self { model, clock, rd_clock }
     }
 
     /// A pointer to port `name` (see [`Model::port`]).
@@ -114,7 +121,17 @@ impl Dut {
 
     /// One clock tick.
     pub(crate) fn tick(&mut self) {
-        self.model.tick(self.clock);
+        match self.rd_clock {
+            None => self.model.tick(self.clock),
+            Some(rd) => {
+                put(self.clock, 1);
+                put(rd, 1);
+                self.model.eval();
+                put(self.clock, 0);
+                put(rd, 0);
+                self.model.eval();
+            }
+        }
     }
 }
 
@@ -248,6 +265,8 @@ impl VerilatedTagger {
 pub struct VerilatedCoincidence {
     m: Model,
     clock: *mut u8,
+    /// The count read port's clock, driven with `clock` here.
+    rd_clock: *mut u8,
     hits: *mut u8,
     delay: Vec<*mut u8>,
     window: *mut u8,
@@ -274,6 +293,7 @@ impl VerilatedCoincidence {
         m.eval();
         Self {
             clock: m.port("clock"),
+            rd_clock: m.port("rd_clock"),
             hits: m.port("hits"),
             delay: (0..TAGGER_CHANNELS).map(|c| m.port(&format!("delay${c}"))).collect(),
             window: m.port("window"),
@@ -306,8 +326,10 @@ impl VerilatedCoincidence {
         put(self.rd_addr, rd_addr & 0xF);
         let out = CoincidenceOutputs { coinc: get(self.coinc), gate_seq: get(self.gate_seq), rd_data: get(self.rd_data) };
         put(self.clock, 1);
+        put(self.rd_clock, 1);
         self.m.eval();
         put(self.clock, 0);
+        put(self.rd_clock, 0);
         self.m.eval();
         out
     }

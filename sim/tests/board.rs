@@ -214,3 +214,106 @@ fn a_faulty_line_never_yields_a_corrupt_frame() {
     assert!(faults > 30 && retries > 0);
 }
 
+
+/// The clock-domain crossings of the core, end to end through the UART: detector pulses at
+/// random (bursts of one every 3 ticks, pauses, pairs on several channels) are tagged while
+/// the host pops TAG_DATA, and every pulse comes back as exactly one tag, in order, with its
+/// tick spacing, at the boards' 2:1 ratio, at non-integer ratios, and with the control clock
+/// faster than the tick. Configuration writes (CHAN_ENABLE, DEAD_TIME, CTRL) cross into the
+/// tick domain, and STATUS (TAG_EMPTY, no TAG_LOST) and TAG_LEVEL come back from it.
+#[test]
+fn every_tag_crosses_once_and_in_order_at_any_clock_ratio() {
+    use qkd_hdl::tagfmt::{StreamDecoder, Tag};
+    for (tick, ctl) in [(1u64, 2u64), (100, 237), (100, 77)] {
+        let mut rng = ChaCha8Rng::seed_from_u64(tick * 1000 + ctl);
+        let mut b = VerilatedBoard::with_clock_periods(tick, ctl);
+        let mut d = FrameDecoder::responses();
+        let mut s = 0u8;
+        ok_words(exchange(&mut b, &mut d, &Request::hello(s), 200_000), s, Cmd::Hello);
+        s += 1;
+        // Configuration into the tick domain: channels 0..3 on, dead time 0, acquiring.
+        let wr = |b: &mut VerilatedBoard, d: &mut FrameDecoder, s: &mut u8, addr: u8, v: u32| {
+            ok_words(exchange(b, d, &Request::write(*s, addr, v), 200_000), *s, Cmd::Write);
+            *s = s.wrapping_add(1);
+        };
+        wr(&mut b, &mut d, &mut s, regmap::CHAN_ENABLE.addr, 0x0f);
+        for c in 0..5 {
+            wr(&mut b, &mut d, &mut s, regmap::DEAD_TIME.at(c), 0);
+        }
+        wr(&mut b, &mut d, &mut s, regmap::CTRL.addr, 1);
+        // Pulses: (tick relative to the first, channel mask); channel 4 is disabled and must
+        // not appear.
+        let mut pins = Vec::new();
+        let mut want: Vec<(u64, u8)> = Vec::new();
+        // Bursts of up to ~300 tags (more than the crossing's 256: the tagger's FIFO holds the
+        // rest), with pauses long enough for the UART to drain them.
+        let mut biggest = 0;
+        for _ in 0..16 {
+            let burst = rng.gen_range(10..150);
+            let before = want.len();
+            for _ in 0..burst {
+                let m: u8 = rng.gen_range(1..32);
+                let t = pins.len() as u64;
+                want.extend((0..4).filter(|c| m >> c & 1 == 1).map(|c| (t, c)));
+                pins.extend([m, 0, 0]);
+            }
+            biggest = biggest.max(want.len() - before);
+            let pause = (want.len() - before) * 450 + rng.gen_range(0..2000);
+            pins.extend(std::iter::repeat(0).take(pause));
+        }
+        assert!(want.len() > 1000, "{} tags", want.len());
+        // A burst of this many records within ~450 ticks cannot all be in the crossing (256)
+        // and the UART: the crossing pushes back into the tagger's FIFO.
+        assert!(biggest > 280, "biggest burst {biggest}");
+        // Play the pins while popping tags, one READ_FIFO outstanding at a time.
+        let mut recs = Vec::new();
+        let mut outstanding = false;
+        let mut k = 0;
+        let mut idle = 0;
+        while k < pins.len() || outstanding || idle < 3 {
+            if !outstanding {
+                b.send(&Request::read_fifo(s, regmap::TAG_DATA.addr, 64).encode());
+                outstanding = true;
+            }
+            if k < pins.len() {
+                let n = (pins.len() - k).min(64);
+                b.run_pins(&pins[k..k + n]);
+                k += n;
+            } else {
+                b.run(64);
+            }
+            for f in d.push(&b.recv()) {
+                match f {
+                    Decoded::Frame { seq: q, code: 0x84, payload } if q == s => {
+                        let got: Vec<u32> =
+                            payload.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect();
+                        idle = if got.is_empty() && k == pins.len() { idle + 1 } else { 0 };
+                        recs.extend(got);
+                        outstanding = false;
+                        s = s.wrapping_add(1);
+                    }
+                    other => panic!("{tick}:{ctl}: unexpected {other:?}"),
+                }
+            }
+        }
+        let mut tags: Vec<Tag> = Vec::new();
+        let mut dec = StreamDecoder::new();
+        dec.push_all(&recs, &mut tags).expect("a valid tag stream");
+        assert_eq!(dec.lost(), 0, "{tick}:{ctl}: LOST records");
+        let t0 = tags.first().expect("tags").time;
+        assert!(tags.windows(2).all(|w| w[0].time <= w[1].time), "{tick}:{ctl}: tags out of time order");
+        let mut got: Vec<(u64, u8)> = tags.iter().map(|t| (t.time - t0, t.channel)).collect();
+        got.sort();
+        let mut want_sorted = want.clone();
+        want_sorted.sort();
+        assert_eq!(got.len(), want_sorted.len(), "{tick}:{ctl}: tag count");
+        assert_eq!(got, want_sorted, "{tick}:{ctl}: tags (relative time, channel)");
+        // Status from the tick domain: all popped, nothing lost, the tagger's FIFO empty.
+        let st = ok_words(exchange(&mut b, &mut d, &Request::read(s, regmap::STATUS.addr, 1), 200_000), s, Cmd::Read)[0];
+        s = s.wrapping_add(1);
+        assert_eq!(st & (1 << 9 | 1 << 1), 1 << 1, "{tick}:{ctl}: STATUS {st:#x}: TAG_EMPTY, no TAG_LOST");
+        let lvl = ok_words(exchange(&mut b, &mut d, &Request::read(s, regmap::TAG_LEVEL.addr, 1), 200_000), s, Cmd::Read)[0];
+        assert_eq!(lvl, 0, "{tick}:{ctl}: TAG_LEVEL");
+        println!("{tick}:{ctl}: {} tags, {} ticks, {} control cycles", got.len(), b.ticks(), b.ctl_cycles());
+    }
+}

@@ -6,8 +6,8 @@
 //!   minute.
 //! * The iCEBreaker's core top (`top_icebreaker`, built without the optional blocks that do
 //!   not fit: `qkd_hdl::top::UP5K_FEATURES`) fits in at most 60% of the UP5K's logic cells.
-//! * The full-core tops (`top_<board>`) fit the devices and meet their clocks: behind
-//!   `#[ignore]` (several minutes per board) — run with
+//! * The full-core tops (`top_<board>`) fit the devices and meet both clocks (tick and
+//!   control, each against its own target): behind `#[ignore]` (several minutes per board) — run with
 //!   `cargo test -p qkd-tests --test place_and_route -- --ignored --nocapture`.
 
 use std::path::{Path, PathBuf};
@@ -37,7 +37,7 @@ fn stream_tops_place_and_route_at_target_clock() {
     let (tmp, constraints) = setup("place_and_route_stream");
     for board in Board::ALL {
         let r = build(TopKind::Stream, board, &tmp, &constraints);
-        assert!(r.meets_timing(), "{}: Fmax {:.1} MHz below {:.1} MHz", board.name(), r.fmax_mhz, r.target_mhz);
+        assert!(r.meets_timing(), "{}: {}", board.name(), r.timing_failures().join(", "));
         assert!(r.logic_cells * 100 <= r.logic_cells_total * 60, "{}: {} logic cells", board.name(), r.logic_cells);
     }
 }
@@ -53,14 +53,14 @@ fn core_top_fits_the_up5k_in_60_percent() {
 }
 
 #[test]
-#[ignore = "the full core does not meet the clocks yet; several minutes of nextpnr per board"]
+#[ignore = "the full core's tick clock does not meet its target yet (HX8K 97.2 of 150 MHz, UP5K 49.5 of 60; the control clocks do); several minutes of nextpnr per board"]
 fn core_tops_fit_and_meet_target_clock() {
     let (tmp, constraints) = setup("place_and_route_core");
     let mut failures = Vec::new();
     for board in Board::ALL {
         let r = build(TopKind::Core, board, &tmp, &constraints);
         if !r.meets_timing() {
-            failures.push(format!("{}: Fmax {:.1} MHz below {:.1} MHz", board.name(), r.fmax_mhz, r.target_mhz));
+            failures.push(format!("{}: {}", board.name(), r.timing_failures().join(", ")));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("; "));

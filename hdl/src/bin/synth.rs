@@ -79,7 +79,7 @@ fn main() -> anyhow::Result<()> {
                 Ok(r) => {
                     println!("{r}");
                     if fatal && !r.meets_timing() {
-                        failed.push(format!("{top}: Fmax {:.1} MHz below {:.1} MHz", r.fmax_mhz, r.target_mhz));
+                        failed.push(format!("{top}: {}", r.timing_failures().join(", ")));
                     }
                 }
                 Err(SynthError::DoesNotFit { used, available, log, .. }) => {
