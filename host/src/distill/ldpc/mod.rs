@@ -65,8 +65,10 @@ pub const MAX_QBER: f64 = 0.15;
 /// normal fit to the frame error rates between 5 and 95 %). From
 /// `LDPC_SEARCH_PROFILES=auto LDPC_DIAG_N=32768 LDPC_DIAG_FRAMES=48 cargo test --release -p
 /// qkd-host --lib -- --ignored profile_search --nocapture` (frame error rate on a grid of
-/// efficiencies 1.0–1.3, step 0.025). Rows: `(qber, f50, sigma)`.
-const DECODING_EFFICIENCY: [(f64, f64, f64); 9] = [
+/// efficiencies 1.0–1.3, step 0.025; 1.1–1.5 for QBER below 1 %). Rows: `(qber, f50, sigma)`.
+const DECODING_EFFICIENCY: [(f64, f64, f64); 11] = [
+    (0.005, 1.205, 0.080),
+    (0.0075, 1.170, 0.075),
     (0.010, 1.152, 0.050),
     (0.015, 1.140, 0.040),
     (0.020, 1.118, 0.035),
@@ -97,7 +99,8 @@ const FIRST_SPREADS_ABOVE: f64 = 1.0;
 const STEP_SPREADS: f64 = 0.5;
 /// How far above the first attempt the last blind round reaches: this many spreads, at
 /// least [`REACH_MIN`] and at most [`REACH_MAX`] (short frames have a wide spread, and the
-/// punctured bits must fit the code's untainted positions). The raises grow geometrically from the first step (a frame that needs
+/// punctured bits must fit the code's untainted positions, at least a third of the checks:
+/// a reach of 1.0 asked for more than the codes of 10^4-bit blocks have). The raises grow geometrically from the first step (a frame that needs
 /// more than most frames is rarer the further out it is) so that they add up to the reach.
 /// A frame lost costs its bits out of the finite-key bound (the station subtracts them),
 /// which for a satellite pass can be more than the whole key.
