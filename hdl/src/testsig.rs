@@ -73,6 +73,11 @@ pub struct TestSignal<const N: usize> {
     out: DFF<Bits<N>>,
     pending: DFF<Bit>,
     count: DFF<Bits<PAIR_DELAY_BITS>>,
+    // `count` reads 1 in this tick (the partner is due): registered from the tick before
+    // (`count == 2` while counting down, `pair_delay == 1` at the load), so the partner pulse
+    // does not wait for a 16-bit compare on its way to the pins (it was the HX8K core's
+    // critical tick path: the compare plus the pulse logic, six LUT levels).
+    due: DFF<Bit>,
     gsel: [Constant<Bits<3>>; N],
     hsel: [Constant<Bit>; N],
     bits: [Signal<Local, Bits<THRESHOLD_BITS>>; N],
@@ -105,6 +110,7 @@ impl<const N: usize> Default for TestSignal<N> {
             out: Default::default(),
             pending: Default::default(),
             count: Default::default(),
+            due: Default::default(),
             gsel: array_init::array_init(|i| Constant::new(((i / 2) as u64).to_bits())),
             hsel: array_init::array_init(|i| Constant::new(i % 2 == 1)),
             bits: array_init::array_init(|_| Default::default()),
@@ -125,7 +131,7 @@ impl<const N: usize> Default for TestSignal<N> {
 impl<const N: usize> Logic for TestSignal<N> {
     #[hdl_gen]
     fn update(&mut self) {
-        dff_setup!(self, clock, lt, out, pending, count);
+        dff_setup!(self, clock, lt, out, pending, count, due);
         self.fire.next = self.lt.q.val();
         self.lt_next.next = 0.into();
         self.src_fire.next = false;
@@ -168,13 +174,15 @@ impl<const N: usize> Logic for TestSignal<N> {
                     }
                 }
                 self.count.d.next = self.count.q.val() - 1;
-                if self.count.q.val() == 1 {
+                self.due.d.next = self.count.q.val() == 2;
+                if self.due.q.val() {
                     self.pending.d.next = false;
                     self.partner.next = true;
                 }
             } else if self.src_fire.val() & !self.src_prev.val() {
                 self.pending.d.next = true;
                 self.count.d.next = self.pair_delay.val();
+                self.due.d.next = self.pair_delay.val() == 1;
             }
         } else {
             self.pending.d.next = false;
@@ -305,12 +313,29 @@ mod tests {
                 pair_dst: 1,
                 pair_delay: 7,
             },
+            // The shortest delays: the partner is due at the load (1) or one tick after it (2).
+            TestSignalConfig {
+                enable: true,
+                threshold: [0, 0, 9000, 0, 300, 0, 0, 0],
+                pair_enable: true,
+                pair_src: 2,
+                pair_dst: 4,
+                pair_delay: 1,
+            },
+            TestSignalConfig {
+                enable: true,
+                threshold: [0, 0, 9000, 0, 300, 0, 0, 0],
+                pair_enable: true,
+                pair_src: 2,
+                pair_dst: 3,
+                pair_delay: 2,
+            },
         ];
         let mut uut = TestSignal::<N>::default();
         uut.connect_all();
         let mut m = TestSignalModel::new(N);
         let mut ones = 0;
-        for t in 0..6000 {
+        for t in 0..3000 * cfgs.len() {
             let cfg = &cfgs[(t / 3000) as usize];
             set(&mut uut, cfg);
             uut.clock.next = Clock::from(false);
