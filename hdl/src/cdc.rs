@@ -19,12 +19,18 @@ use rust_hdl::prelude::*;
 /// The control side `start`s a write with an address and data (only while not `busy`), which
 /// it must hold static (in its registers) from the cycle of `start` until `done`; a request
 /// toggle crosses into the tick domain (two flip-flops). The tick side presents `addr`/`data`
-/// with a one-tick `load` strobe: the tick-domain registers take the write at that edge. The
+/// with a one-tick `load` strobe: the tick-domain registers take the write at that edge. A
+/// `pre_load` strobe comes one tick before `load`, so the receiver can decode the address into
+/// registered per-register enables (one flip-flop each, placed beside its register) that are
+/// high in the `load` tick: the tick-domain path from the handshake is then one LUT into a
+/// flip-flop, instead of a chip-wide enable net through the address decode (on the HX8K core,
+/// those enables were most of the tick endpoints below 150 MHz). The
 /// acknowledge toggle goes back [`WRITE_ACK_DELAY`] ticks later (so that effects up to two
 /// ticks after the load, such as a status bit it sets, are visible before the write is done),
-/// crosses two flip-flops, and `done` is high for one control cycle. The tick side loads at
-/// least two ticks after its synchronizer saw the request, which was toggled at the edge that
-/// ended the cycle of `start`: `addr`/`data` are static for two ticks before the load.
+/// crosses two flip-flops, and `done` is high for one control cycle. The tick side raises
+/// `pre_load` at least two ticks after its synchronizer saw the request, which was toggled at
+/// the edge that ended the cycle of `start`: `addr`/`data` are static for two ticks before
+/// `pre_load` and three before `load`.
 #[derive(LogicBlock)]
 pub struct WriteCrossing<const A: usize, const D: usize> {
     /// Control clock.
@@ -41,11 +47,14 @@ pub struct WriteCrossing<const A: usize, const D: usize> {
     pub done: Signal<Out, Bit>,
     /// Tick clock.
     pub tick_clock: Signal<In, Clock>,
-    /// Tick: apply `addr`/`data` at this edge (one tick).
+    /// Tick: `load` is high in the next tick (one tick; registered enables decoded from `addr`
+    /// in this tick are high with `load`).
+    pub pre_load: Signal<Out, Bit>,
+    /// Tick: apply `addr`/`data` at this edge (one tick; registered).
     pub load: Signal<Out, Bit>,
-    /// `addr_in`, for the tick side (static from two ticks before `load`).
+    /// `addr_in`, for the tick side (static from two ticks before `pre_load`).
     pub addr: Signal<Out, Bits<A>>,
-    /// `data_in`, for the tick side (static from two ticks before `load`).
+    /// `data_in`, for the tick side (static from two ticks before `pre_load`).
     pub data: Signal<Out, Bits<D>>,
     req: DFF<Bit>,
     busy_r: DFF<Bit>,
@@ -54,8 +63,10 @@ pub struct WriteCrossing<const A: usize, const D: usize> {
     req_s1: DFF<Bit>,
     req_s2: DFF<Bit>,
     taken: DFF<Bit>,
+    load_r: DFF<Bit>,
     ack1: DFF<Bit>,
     ack2: DFF<Bit>,
+    ack3: DFF<Bit>,
     done_w: Signal<Local, Bit>,
 }
 
@@ -72,6 +83,7 @@ impl<const A: usize, const D: usize> Default for WriteCrossing<A, D> {
             busy: Default::default(),
             done: Default::default(),
             tick_clock: Default::default(),
+            pre_load: Default::default(),
             load: Default::default(),
             addr: Default::default(),
             data: Default::default(),
@@ -82,8 +94,10 @@ impl<const A: usize, const D: usize> Default for WriteCrossing<A, D> {
             req_s1: Default::default(),
             req_s2: Default::default(),
             taken: Default::default(),
+            load_r: Default::default(),
             ack1: Default::default(),
             ack2: Default::default(),
+            ack3: Default::default(),
             done_w: Default::default(),
         }
     }
@@ -93,9 +107,9 @@ impl<const A: usize, const D: usize> Logic for WriteCrossing<A, D> {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(self, ctl_clock, req, busy_r, ack_s1, ack_s2);
-        dff_setup!(self, tick_clock, req_s1, req_s2, taken, ack1, ack2);
+        dff_setup!(self, tick_clock, req_s1, req_s2, taken, load_r, ack1, ack2, ack3);
         // Control side.
-        self.ack_s1.d.next = self.ack2.q.val();
+        self.ack_s1.d.next = self.ack3.q.val();
         self.ack_s2.d.next = self.ack_s1.q.val();
         self.done_w.next = self.busy_r.q.val() & (self.ack_s2.q.val() == self.req.q.val());
         if self.done_w.val() {
@@ -113,9 +127,14 @@ impl<const A: usize, const D: usize> Logic for WriteCrossing<A, D> {
         self.req_s1.d.next = self.req.q.val();
         self.req_s2.d.next = self.req_s1.q.val();
         self.taken.d.next = self.req_s2.q.val();
-        self.load.next = self.req_s2.q.val() != self.taken.q.val();
+        self.pre_load.next = self.req_s2.q.val() != self.taken.q.val();
+        self.load_r.d.next = self.pre_load.val();
+        self.load.next = self.load_r.q.val();
+        // `taken` flips at the edge that starts the `load` tick; the acknowledge three ticks
+        // later, so it leaves WRITE_ACK_DELAY ticks after the load edge.
         self.ack1.d.next = self.taken.q.val();
         self.ack2.d.next = self.ack1.q.val();
+        self.ack3.d.next = self.ack2.q.val();
     }
 }
 
@@ -261,6 +280,7 @@ mod tests {
             let mut pending = false;
             // The write in flight (or the next one): its address and data are held.
             let mut cur = 0u32;
+            let mut pre_before = false;
             for (et, ec) in edges(pt, pc, 200_000) {
                 uut.tick_clock.next = Clock::from(false);
                 uut.ctl_clock.next = Clock::from(false);
@@ -285,7 +305,12 @@ mod tests {
                     sent += 1;
                 }
                 if et && uut.load.val() {
+                    assert!(pre_before, "{pt}:{pc}: a load without pre_load in the tick before");
                     got.push((uut.addr.val().index() as u32, uut.data.val().index() as u32));
+                }
+                if et {
+                    assert!(!(uut.load.val() && uut.pre_load.val()), "{pt}:{pc}: pre_load during load");
+                    pre_before = uut.pre_load.val();
                 }
                 uut.tick_clock.next = Clock::from(et);
                 uut.ctl_clock.next = Clock::from(ec);

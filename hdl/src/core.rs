@@ -243,6 +243,25 @@ pub struct Core {
     filter_delay: [Cfg<FILTER_DELAY_BITS>; CORE_CHANNELS],
     filter_window: Cfg<FILTER_WINDOW_BITS>,
     filter_pass: Cfg<CORE_CHANNELS>,
+    // Tick domain: the write enable of each register that `wx` loads, decoded from its held
+    // address in the `pre_load` tick and high in the `load` tick (`crate::cdc`).
+    we_ctrl: DFF<Bit>,
+    we_chan_enable: DFF<Bit>,
+    we_chan_falling: DFF<Bit>,
+    we_coinc_window: DFF<Bit>,
+    we_coinc_gate: DFF<Bit>,
+    we_hist_config: DFF<Bit>,
+    we_hist_offset: DFF<Bit>,
+    we_hist_cmd: DFF<Bit>,
+    we_ts_config: DFF<Bit>,
+    we_ts_pair_delay: DFF<Bit>,
+    we_filter_window: DFF<Bit>,
+    we_filter_pass: DFF<Bit>,
+    we_dead_time: [DFF<Bit>; CORE_CHANNELS],
+    we_coinc_delay: [DFF<Bit>; CORE_CHANNELS],
+    we_ts_threshold: [DFF<Bit>; CORE_CHANNELS],
+    we_filter_delay: [DFF<Bit>; CORE_CHANNELS],
+    we_coinc_group: [DFF<Bit>; GROUPS],
     // Command strobes.
     hist_clear: DFF<Bit>,
     rng_reseed: DFF<Bit>,
@@ -528,6 +547,23 @@ impl Core {
             filter_delay: cfgs(&FILTER_DELAY),
             filter_window: cfg(&FILTER_WINDOW, 0),
             filter_pass: cfg(&FILTER_PASS, 0),
+            we_ctrl: Default::default(),
+            we_chan_enable: Default::default(),
+            we_chan_falling: Default::default(),
+            we_coinc_window: Default::default(),
+            we_coinc_gate: Default::default(),
+            we_hist_config: Default::default(),
+            we_hist_offset: Default::default(),
+            we_hist_cmd: Default::default(),
+            we_ts_config: Default::default(),
+            we_ts_pair_delay: Default::default(),
+            we_filter_window: Default::default(),
+            we_filter_pass: Default::default(),
+            we_dead_time: Default::default(),
+            we_coinc_delay: Default::default(),
+            we_ts_threshold: Default::default(),
+            we_filter_delay: Default::default(),
+            we_coinc_group: Default::default(),
             hist_clear: Default::default(),
             rng_reseed: Default::default(),
             rng_hclear: Default::default(),
@@ -656,6 +692,10 @@ impl Logic for Core {
         dff_setup!(
             self, clock, ctrl_t, chan_enable, chan_falling, coinc_window, coinc_gate, hist_config, hist_offset, ts_config,
             ts_pair_delay, filter_window, filter_pass, hist_clear, fire_r, pend_t
+        );
+        dff_setup!(
+            self, clock, we_ctrl, we_chan_enable, we_chan_falling, we_coinc_window, we_coinc_gate, we_hist_config,
+            we_hist_offset, we_hist_cmd, we_ts_config, we_ts_pair_delay, we_filter_window, we_filter_pass
         );
         clock!(self, clock, tsig, pipe, filter, coinc, hist);
         clock!(self, ctl_clock, rng, rng_fifo, ent_sync, pll_sync, busy_sync, seq_sync, pend_sync);
@@ -833,63 +873,94 @@ impl Logic for Core {
             self.coinc_group[g].clock.next = self.clock.val();
             self.coinc_group[g].d.next = self.coinc_group[g].q.val();
         }
+        // Enables: the held address decoded in the `pre_load` tick, registered.
+        self.we_ctrl.d.next = self.wx.pre_load.val() & (self.wx.addr.val() == self.k_ctrl.val());
+        for i in 0..CORE_CHANNELS {
+            self.we_dead_time[i].clock.next = self.clock.val();
+            self.we_dead_time[i].d.next =
+                self.wx.pre_load.val() & (self.wx.addr.val() == self.k_dead_time[i].val());
+            self.we_coinc_delay[i].clock.next = self.clock.val();
+            self.we_coinc_delay[i].d.next =
+                self.wx.pre_load.val() & (self.wx.addr.val() == self.k_coinc_delay[i].val());
+            self.we_ts_threshold[i].clock.next = self.clock.val();
+            self.we_ts_threshold[i].d.next =
+                self.wx.pre_load.val() & (self.wx.addr.val() == self.k_ts_threshold[i].val());
+            self.we_filter_delay[i].clock.next = self.clock.val();
+            self.we_filter_delay[i].d.next =
+                self.wx.pre_load.val() & (self.wx.addr.val() == self.k_filter_delay[i].val());
+        }
+        for g in 0..GROUPS {
+            self.we_coinc_group[g].clock.next = self.clock.val();
+            self.we_coinc_group[g].d.next =
+                self.wx.pre_load.val() & (self.wx.addr.val() == self.k_coinc_group[g].val());
+        }
+        self.we_chan_enable.d.next = self.wx.pre_load.val() & (self.wx.addr.val() == self.k_chan_enable.val());
+        self.we_chan_falling.d.next = self.wx.pre_load.val() & (self.wx.addr.val() == self.k_chan_falling.val());
+        self.we_coinc_window.d.next = self.wx.pre_load.val() & (self.wx.addr.val() == self.k_coinc_window.val());
+        self.we_coinc_gate.d.next = self.wx.pre_load.val() & (self.wx.addr.val() == self.k_coinc_gate.val());
+        self.we_hist_config.d.next = self.wx.pre_load.val() & (self.wx.addr.val() == self.k_hist_config.val());
+        self.we_hist_offset.d.next = self.wx.pre_load.val() & (self.wx.addr.val() == self.k_hist_offset.val());
+        self.we_hist_cmd.d.next = self.wx.pre_load.val() & (self.wx.addr.val() == self.k_hist_cmd.val());
+        self.we_ts_config.d.next = self.wx.pre_load.val() & (self.wx.addr.val() == self.k_ts_config.val());
+        self.we_ts_pair_delay.d.next = self.wx.pre_load.val() & (self.wx.addr.val() == self.k_ts_pair_delay.val());
+        self.we_filter_window.d.next = self.wx.pre_load.val() & (self.wx.addr.val() == self.k_filter_window.val());
+        self.we_filter_pass.d.next = self.wx.pre_load.val() & (self.wx.addr.val() == self.k_filter_pass.val());
+        // The loads (`wx.data` is static in the `load` tick).
         self.hist_clear.d.next = false;
-        if self.wx.load.val() {
-            if self.wx.addr.val() == self.k_ctrl.val() {
-                self.ctrl_t.d.next = bit_cast::<4, 32>(self.wx.data.val());
+        if self.we_ctrl.q.val() {
+            self.ctrl_t.d.next = bit_cast::<4, 32>(self.wx.data.val());
+        }
+        for i in 0..CORE_CHANNELS {
+            if self.we_dead_time[i].q.val() {
+                self.dead_time[i].d.next = bit_cast::<DEAD_TIME_BITS, 32>(self.wx.data.val());
             }
-            for i in 0..CORE_CHANNELS {
-                if self.wx.addr.val() == self.k_dead_time[i].val() {
-                    self.dead_time[i].d.next = bit_cast::<DEAD_TIME_BITS, 32>(self.wx.data.val());
-                }
-                if self.wx.addr.val() == self.k_coinc_delay[i].val() {
-                    self.coinc_delay[i].d.next = bit_cast::<DELAY_BITS, 32>(self.wx.data.val());
-                }
-                if self.wx.addr.val() == self.k_ts_threshold[i].val() {
-                    self.ts_threshold[i].d.next = bit_cast::<THRESHOLD_BITS, 32>(self.wx.data.val());
-                }
-                if self.wx.addr.val() == self.k_filter_delay[i].val() {
-                    self.filter_delay[i].d.next = bit_cast::<FILTER_DELAY_BITS, 32>(self.wx.data.val());
-                }
+            if self.we_coinc_delay[i].q.val() {
+                self.coinc_delay[i].d.next = bit_cast::<DELAY_BITS, 32>(self.wx.data.val());
             }
-            if self.wx.addr.val() == self.k_chan_enable.val() {
-                self.chan_enable.d.next = bit_cast::<CORE_CHANNELS, 32>(self.wx.data.val());
+            if self.we_ts_threshold[i].q.val() {
+                self.ts_threshold[i].d.next = bit_cast::<THRESHOLD_BITS, 32>(self.wx.data.val());
             }
-            if self.wx.addr.val() == self.k_chan_falling.val() {
-                self.chan_falling.d.next = bit_cast::<CORE_CHANNELS, 32>(self.wx.data.val());
+            if self.we_filter_delay[i].q.val() {
+                self.filter_delay[i].d.next = bit_cast::<FILTER_DELAY_BITS, 32>(self.wx.data.val());
             }
-            for g in 0..GROUPS {
-                if self.wx.addr.val() == self.k_coinc_group[g].val() {
-                    self.coinc_group[g].d.next = bit_cast::<CORE_CHANNELS, 32>(self.wx.data.val());
-                }
+        }
+        if self.we_chan_enable.q.val() {
+            self.chan_enable.d.next = bit_cast::<CORE_CHANNELS, 32>(self.wx.data.val());
+        }
+        if self.we_chan_falling.q.val() {
+            self.chan_falling.d.next = bit_cast::<CORE_CHANNELS, 32>(self.wx.data.val());
+        }
+        for g in 0..GROUPS {
+            if self.we_coinc_group[g].q.val() {
+                self.coinc_group[g].d.next = bit_cast::<CORE_CHANNELS, 32>(self.wx.data.val());
             }
-            if self.wx.addr.val() == self.k_coinc_window.val() {
-                self.coinc_window.d.next = bit_cast::<WINDOW_BITS, 32>(self.wx.data.val());
-            }
-            if self.wx.addr.val() == self.k_coinc_gate.val() {
-                self.coinc_gate.d.next = self.wx.data.val();
-            }
-            if self.wx.addr.val() == self.k_hist_config.val() {
-                self.hist_config.d.next = bit_cast::<12, 32>(self.wx.data.val());
-            }
-            if self.wx.addr.val() == self.k_hist_offset.val() {
-                self.hist_offset.d.next = bit_cast::<HIST_OFFSET_BITS, 32>(self.wx.data.val());
-            }
-            if self.wx.addr.val() == self.k_hist_cmd.val() {
-                self.hist_clear.d.next = self.wx.data.val().get_bit(0);
-            }
-            if self.wx.addr.val() == self.k_ts_config.val() {
-                self.ts_config.d.next = bit_cast::<11, 32>(self.wx.data.val());
-            }
-            if self.wx.addr.val() == self.k_ts_pair_delay.val() {
-                self.ts_pair_delay.d.next = bit_cast::<PAIR_DELAY_BITS, 32>(self.wx.data.val());
-            }
-            if self.wx.addr.val() == self.k_filter_window.val() {
-                self.filter_window.d.next = bit_cast::<FILTER_WINDOW_BITS, 32>(self.wx.data.val());
-            }
-            if self.wx.addr.val() == self.k_filter_pass.val() {
-                self.filter_pass.d.next = bit_cast::<CORE_CHANNELS, 32>(self.wx.data.val());
-            }
+        }
+        if self.we_coinc_window.q.val() {
+            self.coinc_window.d.next = bit_cast::<WINDOW_BITS, 32>(self.wx.data.val());
+        }
+        if self.we_coinc_gate.q.val() {
+            self.coinc_gate.d.next = self.wx.data.val();
+        }
+        if self.we_hist_config.q.val() {
+            self.hist_config.d.next = bit_cast::<12, 32>(self.wx.data.val());
+        }
+        if self.we_hist_offset.q.val() {
+            self.hist_offset.d.next = bit_cast::<HIST_OFFSET_BITS, 32>(self.wx.data.val());
+        }
+        if self.we_hist_cmd.q.val() {
+            self.hist_clear.d.next = self.wx.data.val().get_bit(0);
+        }
+        if self.we_ts_config.q.val() {
+            self.ts_config.d.next = bit_cast::<11, 32>(self.wx.data.val());
+        }
+        if self.we_ts_pair_delay.q.val() {
+            self.ts_pair_delay.d.next = bit_cast::<PAIR_DELAY_BITS, 32>(self.wx.data.val());
+        }
+        if self.we_filter_window.q.val() {
+            self.filter_window.d.next = bit_cast::<FILTER_WINDOW_BITS, 32>(self.wx.data.val());
+        }
+        if self.we_filter_pass.q.val() {
+            self.filter_pass.d.next = bit_cast::<CORE_CHANNELS, 32>(self.wx.data.val());
         }
 
         // ---- Bus stage 2: reads (the AND-OR of the registered selects) and FIFO pops.
@@ -1268,7 +1339,7 @@ mod tests {
     /// Control cycles from the strobe of a tick-domain register write to its ack at
     /// [`RATIO`] 2 with aligned edges: the request's synchronizer and load (about two control
     /// cycles), the acknowledge two ticks later, its synchronizer and the ack register.
-    const TICK_WRITE_BUS_LATENCY: u64 = 7;
+    const TICK_WRITE_BUS_LATENCY: u64 = 8;
 
     impl Tb {
         fn new() -> Self {
