@@ -152,6 +152,10 @@ pub struct Histogram<const N: usize, const A: usize> {
     upd: RAM<Bits<HIST_COUNT_BITS>, A>,
     host: RAM<Bits<HIST_COUNT_BITS>, A>,
     ovf: DFF<Bits<HIST_COUNT_BITS>>,
+    // `ovf` is all ones (saturated): registered, so the counter's enable is one LUT of
+    // flip-flops rather than a 32-bit AND tree feeding 32 clock enables.
+    ovf_max: DFF<Bit>,
+    ovf_top: Constant<Bits<HIST_COUNT_BITS>>,
     busy_r: DFF<Bit>,
     clr: DFF<Bits<A>>,
     // Combinational helpers.
@@ -226,6 +230,8 @@ impl<const N: usize, const A: usize> Default for Histogram<N, A> {
             upd: Default::default(),
             host: Default::default(),
             ovf: Default::default(),
+            ovf_max: Default::default(),
+            ovf_top: Constant::new(((1u64 << HIST_COUNT_BITS) - 2).to_bits()),
             busy_r: Default::default(),
             clr: Default::default(),
             start_sel: Default::default(),
@@ -262,7 +268,7 @@ impl<const N: usize, const A: usize> Logic for Histogram<N, A> {
     fn update(&mut self) {
         dff_setup!(
             self, clock, st1, sp1, ptr, st2, st3, left, left_zero, mask, mask_zero, age, aov, seen, stop_b, ev, ovf_ev, bin, m_valid, m_bin,
-            m_w, m_f, rq, c_valid, c_bin, c_two, w_we, w_clear, w_addr, w_data, w_sat, f_we, f_addr, f_data, ovf, busy_r,
+            m_w, m_f, rq, c_valid, c_bin, c_two, w_we, w_clear, w_addr, w_data, w_sat, f_we, f_addr, f_data, ovf, ovf_max, busy_r,
             clr
         );
         // Stage 1: channel select (numbers ≥ N select nothing).
@@ -393,8 +399,10 @@ impl<const N: usize, const A: usize> Logic for Histogram<N, A> {
         // Overflow counter.
         if self.busy_r.q.val() {
             self.ovf.d.next = 0.into();
-        } else if self.ovf_ev.q.val() & !self.ovf.q.val().all() {
+            self.ovf_max.d.next = false;
+        } else if self.ovf_ev.q.val() & !self.ovf_max.q.val() {
             self.ovf.d.next = self.ovf.q.val() + 1;
+            self.ovf_max.d.next = self.ovf.q.val() == self.ovf_top.val();
         }
         // Clear sweep.
         if self.clear.val() {
