@@ -29,9 +29,10 @@ pub struct ChannelFrontEnd {
     pub fire: Signal<Out, Bit>,
     sync: BitSynchronizer,
     prev: DFF<Bit>,
-    // Dead-time counter, loaded with `dead_time` on a fire and counted down while `busy`;
-    // `busy` is registered (`dead != 0` of the next tick), so no comparator sits in the fire
-    // path.
+    // Dead-time counter, counted down while `busy` and otherwise loaded with `dead_time` in
+    // every tick (so it holds `dead_time` at a fire; no clock enable: an enable decoded from
+    // the edge would fan out to all its flip-flops); `busy` is registered (`dead != 0` of the
+    // next tick), so no comparator sits in the fire path.
     dead: DFF<Bits<DEAD_TIME_BITS>>,
     busy: DFF<Bit>,
     edge_seen: Signal<Local, Bit>,
@@ -47,13 +48,15 @@ impl Logic for ChannelFrontEnd {
         self.edge_seen.next = (self.sync.sig_out.val() & !self.prev.q.val() & !self.falling.val())
             | (!self.sync.sig_out.val() & self.prev.q.val() & self.falling.val());
         self.fire.next = false;
-        if self.edge_seen.val() & self.enable.val() & !self.busy.q.val() {
-            self.fire.next = true;
-            self.dead.d.next = self.dead_time.val();
-            self.busy.d.next = self.dead_time.val().any();
-        } else if self.busy.q.val() {
+        if self.busy.q.val() {
             self.dead.d.next = self.dead.q.val() - 1;
             self.busy.d.next = self.dead.q.val() != 1;
+        } else {
+            self.dead.d.next = self.dead_time.val();
+            if self.edge_seen.val() & self.enable.val() {
+                self.fire.next = true;
+                self.busy.d.next = self.dead_time.val().any();
+            }
         }
     }
 }

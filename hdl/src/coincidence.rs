@@ -110,6 +110,9 @@ pub struct Coincidence<const N: usize> {
     lines: [crate::bit_delay::BitDelay<{ MAX_DELAY + 1 }, DELAY_BITS>; N],
     dh: DFF<Bits<N>>,
     age: [DFF<Bits<WINDOW_BITS>>; N],
+    // `age[i]` has saturated at 255: registered, so the age counter's clock enable is one LUT
+    // of flip-flops instead of an 8-bit compare.
+    age_max: [DFF<Bit>; N],
     seen: DFF<Bits<N>>,
     near: DFF<Bits<N>>,
     coinc_r: DFF<Bits<GROUPS>>,
@@ -197,6 +200,7 @@ impl<const N: usize> Default for Coincidence<N> {
             lines: array_init::array_init(|_| Default::default()),
             dh: Default::default(),
             age: array_init::array_init(|_| Default::default()),
+            age_max: array_init::array_init(|_| Default::default()),
             seen: Default::default(),
             near: Default::default(),
             coinc_r: Default::default(),
@@ -295,12 +299,15 @@ impl<const N: usize> Logic for Coincidence<N> {
         for i in 0..N {
             self.age[i].clock.next = self.clock.val();
             self.age[i].d.next = self.age[i].q.val();
+            self.age_max[i].clock.next = self.clock.val();
+            self.age_max[i].d.next = self.age_max[i].q.val() | (self.age[i].q.val() == 254);
             if self.dh.q.val().get_bit(i) {
                 self.age[i].d.next = 1.into();
+                self.age_max[i].d.next = false;
                 self.near_next.next = self.near_next.val().replace_bit(i, self.window.val() != 0);
                 self.seen_next.next = self.seen_next.val().replace_bit(i, true);
             } else {
-                if self.age[i].q.val() != 255 {
+                if !self.age_max[i].q.val() {
                     self.age[i].d.next = self.age[i].q.val() + 1;
                 }
                 self.near_next.next = self
@@ -804,25 +811,19 @@ mod tests {
         yosys_validate("coincidence", &generate_verilog(&uut)).unwrap();
     }
 
-    #[test]
-    fn rust_hdl_block_matches_model() {
-        let cfg = CoincidenceConfig {
-            delay: [0, 3, 17, 0, 63, 0, 0, 0],
-            window: 4,
-            group: [0b00011, 0b00101, 0b10110, 0b01111],
-            gate: 700,
-        };
-        // The second half runs gates of 40 ticks, which count as MIN_GATE.
-        let short = CoincidenceConfig { gate: 40, ..cfg };
+    /// Runs the rust-hdl block against the model for `ticks` ticks with configuration
+    /// `cfg_at(t)` and random hits (probability `p` per channel and tick); returns the number
+    /// of coincidences and the model.
+    fn run_vs_model(cfg_at: impl Fn(u32) -> CoincidenceConfig, p: f64, ticks: u32, seed: u64) -> (u32, CoincidenceModel) {
         let mut uut = Coincidence::<N>::default();
         uut.connect_all();
         let mut m = CoincidenceModel::new(N);
-        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut coincs = 0;
-        for t in 0..8000u32 {
-            let cfg = if t < 4000 { cfg } else { short };
+        for t in 0..ticks {
+            let cfg = cfg_at(t);
             set(&mut uut, &cfg);
-            let hits: u8 = (0..N).map(|c| (rng.gen_bool(0.08) as u8) << c).sum();
+            let hits: u8 = (0..N).map(|c| (rng.gen_bool(p) as u8) << c).sum();
             let rd_addr = (t % 16) as u8;
             uut.hits.next = (hits as u64).into();
             uut.rd_addr.next = (rd_addr as u64).into();
@@ -841,8 +842,32 @@ mod tests {
             uut.rd_clock.next = Clock::from(true);
             simulate(&mut uut, 1000);
         }
+        (coincs, m)
+    }
+
+    #[test]
+    fn rust_hdl_block_matches_model() {
+        let cfg = CoincidenceConfig {
+            delay: [0, 3, 17, 0, 63, 0, 0, 0],
+            window: 4,
+            group: [0b00011, 0b00101, 0b10110, 0b01111],
+            gate: 700,
+        };
+        // The second half runs gates of 40 ticks, which count as MIN_GATE.
+        let short = CoincidenceConfig { gate: 40, ..cfg };
+        let (coincs, m) = run_vs_model(|t| if t < 4000 { cfg } else { short }, 0.08, 8000, 5);
         assert!(coincs > 100, "{coincs} coincidences");
         assert!(m.outputs().gate_seq >= 60, "{} gates", m.outputs().gate_seq);
+    }
+
+    /// The widest window (255 ticks) with sparse events, so that the ages saturate between
+    /// them: an age that stopped short of 255 (or wrapped) would count a coincidence the
+    /// model does not.
+    #[test]
+    fn widest_window_with_saturated_ages_matches_model() {
+        let cfg = CoincidenceConfig { window: 255, group: [0b00011, 0b00110, 0, 0], gate: 5000, ..Default::default() };
+        let (coincs, _) = run_vs_model(|_| cfg, 1.0 / 400.0, 30_000, 6);
+        assert!(coincs > 20, "{coincs} coincidences");
     }
 
     /// The prescaler/block-RAM counts equal the per-gate event counts, for busy channels

@@ -173,19 +173,25 @@ impl<const N: usize> Logic for TestSignal<N> {
                         self.fire.next = self.fire.val().replace_bit(i, false);
                     }
                 }
-                self.count.d.next = self.count.q.val() - 1;
-                self.due.d.next = self.count.q.val() == 2;
                 if self.due.q.val() {
                     self.pending.d.next = false;
                     self.partner.next = true;
                 }
             } else if self.src_fire.val() & !self.src_prev.val() {
                 self.pending.d.next = true;
-                self.count.d.next = self.pair_delay.val();
-                self.due.d.next = self.pair_delay.val() == 1;
             }
         } else {
             self.pending.d.next = false;
+        }
+        // The countdown has no clock enable (a pair start decoded from the source channel
+        // would fan out to all its flip-flops): it counts while a partner is pending and
+        // otherwise holds `pair_delay`, which is what a start loads.
+        if self.pending.q.val() {
+            self.count.d.next = self.count.q.val() - 1;
+            self.due.d.next = self.count.q.val() == 2;
+        } else {
+            self.count.d.next = self.pair_delay.val();
+            self.due.d.next = self.pair_delay.val() == 1;
         }
         for i in 0..N {
             if self.partner.val() & (self.pair_dst.val().index() == i) {
