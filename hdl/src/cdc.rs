@@ -141,8 +141,9 @@ impl<const A: usize, const D: usize> Logic for WriteCrossing<A, D> {
 /// A `W`-bit value of the source clock's domain, sampled into the destination clock's domain.
 ///
 /// A free-running handshake: the destination toggles a request, the source (seeing it through
-/// two flip-flops) copies `value` into a holding register and toggles the acknowledge, and the
-/// destination (seeing that through two flip-flops) has `stable` high for one cycle and
+/// two flip-flops, and one tick later from a register) copies `value` into a holding register
+/// and toggles the acknowledge, and the destination (seeing that through two flip-flops) has
+/// `stable` high for one cycle and
 /// requests again at its end. `out` is the holding register itself: the destination may take
 /// it only in a cycle with `stable` high. Then the holding register has been static for two
 /// destination cycles since the acknowledge, and it changes again only after the next request
@@ -161,6 +162,9 @@ pub struct SnapshotCrossing<const W: usize> {
     /// Destination: `out` is static in this cycle (one cycle per handshake round).
     pub stable: Signal<Out, Bit>,
     hold: DFF<Bits<W>>,
+    // The copy happens in the tick after the request is seen, from a flip-flop: the hold
+    // register's W clock enables hang off one register, not off a compare of two.
+    take: DFF<Bit>,
     ack: DFF<Bit>,
     req_s1: DFF<Bit>,
     req_s2: DFF<Bit>,
@@ -178,6 +182,7 @@ impl<const W: usize> Default for SnapshotCrossing<W> {
             out: Default::default(),
             stable: Default::default(),
             hold: Default::default(),
+            take: Default::default(),
             ack: Default::default(),
             req_s1: Default::default(),
             req_s2: Default::default(),
@@ -191,11 +196,12 @@ impl<const W: usize> Default for SnapshotCrossing<W> {
 impl<const W: usize> Logic for SnapshotCrossing<W> {
     #[hdl_gen]
     fn update(&mut self) {
-        dff_setup!(self, src_clock, hold, ack, req_s1, req_s2);
+        dff_setup!(self, src_clock, hold, take, ack, req_s1, req_s2);
         dff_setup!(self, dst_clock, req, ack_s1, ack_s2);
         self.req_s1.d.next = self.req.q.val();
         self.req_s2.d.next = self.req_s1.q.val();
-        if self.req_s2.q.val() != self.ack.q.val() {
+        self.take.d.next = (self.req_s2.q.val() != self.ack.q.val()) & !self.take.q.val();
+        if self.take.q.val() {
             self.hold.d.next = self.value.val();
             self.ack.d.next = self.req_s2.q.val();
         }
