@@ -5,8 +5,9 @@
 //! Channels `2g` and `2g + 1` share a 32-bit xorshift generator `g` (seeded differently per
 //! generator), which advances every tick; channel `c` takes the generator's low 16 bits if `c`
 //! is even, its high 16 bits if odd, and emits a one-tick pulse when they are below
-//! `threshold[c]` (the compares are registered, so a pulse reaches the pins two ticks after
-//! the generator word it comes from). xorshift32 runs through every non-zero 32-bit word once
+//! `threshold[c]` (the compares are registered, and the pulse register is followed by one more
+//! register that can sit beside the tagger's front ends, so a pulse reaches the pins three
+//! ticks after the generator word it comes from). xorshift32 runs through every non-zero 32-bit word once
 //! per period, so the two halves of one word are independent uniform 16-bit numbers (but for
 //! the one missing zero word) and one generator serves two channels at the cost of one. The
 //! probability per tick is `threshold[c] / 65536` (the rate is
@@ -71,6 +72,10 @@ pub struct TestSignal<const N: usize> {
     // pair logic starts from a flip-flop, not from the compare's carry chain.
     lt: DFF<Bits<N>>,
     out: DFF<Bits<N>>,
+    // `out` delayed by one tick: the register that drives the pins. The pulse logic's feedback
+    // (`out`) stays beside the generators while this one is placed beside the front ends (the
+    // route between the two was most of the HX8K core's critical tick path).
+    pins_r: DFF<Bits<N>>,
     pending: DFF<Bit>,
     count: DFF<Bits<PAIR_DELAY_BITS>>,
     // `count` reads 1 in this tick (the partner is due): registered from the tick before
@@ -108,6 +113,7 @@ impl<const N: usize> Default for TestSignal<N> {
             rng: array_init::array_init(|c| DFFWithInit::new((seed(c) as u64).to_bits())),
             lt: Default::default(),
             out: Default::default(),
+            pins_r: Default::default(),
             pending: Default::default(),
             count: Default::default(),
             due: Default::default(),
@@ -131,7 +137,7 @@ impl<const N: usize> Default for TestSignal<N> {
 impl<const N: usize> Logic for TestSignal<N> {
     #[hdl_gen]
     fn update(&mut self) {
-        dff_setup!(self, clock, lt, out, pending, count, due);
+        dff_setup!(self, clock, lt, out, pins_r, pending, count, due);
         self.fire.next = self.lt.q.val();
         self.lt_next.next = 0.into();
         self.src_fire.next = false;
@@ -204,7 +210,8 @@ impl<const N: usize> Logic for TestSignal<N> {
         } else {
             self.out.d.next = 0.into();
         }
-        self.pins.next = self.out.q.val();
+        self.pins_r.d.next = self.out.q.val();
+        self.pins.next = self.pins_r.q.val();
     }
 }
 
@@ -232,6 +239,7 @@ pub struct TestSignalModel {
     rng: [u32; 8],
     lt: u8,
     out: u8,
+    pins_r: u8,
     pending: bool,
     count: u16,
 }
@@ -240,12 +248,14 @@ impl TestSignalModel {
     /// The generator in its power-on state.
     pub fn new(channels: usize) -> Self {
         assert!((1..=8).contains(&channels));
-        Self { channels, rng: std::array::from_fn(seed), lt: 0, out: 0, pending: false, count: 0 }
+        Self { channels, rng: std::array::from_fn(seed), lt: 0, out: 0, pins_r: 0, pending: false, count: 0 }
     }
 
-    /// One tick; returns the pins during this tick (registered, so set by the previous tick).
+    /// One tick; returns the pins during this tick (registered twice: the pulse logic set them
+    /// two ticks ago).
     pub fn step(&mut self, cfg: &TestSignalConfig) -> u8 {
-        let pins = self.out;
+        let pins = self.pins_r;
+        self.pins_r = self.out;
         // The compares of the previous tick (registered in the gateware).
         let mut fire = self.lt;
         let src_fire = (cfg.pair_src as usize) < self.channels && (self.lt >> cfg.pair_src) & 1 == 1;
