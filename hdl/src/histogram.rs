@@ -151,11 +151,18 @@ pub struct Histogram<const N: usize, const A: usize> {
     // same writes.
     upd: RAM<Bits<HIST_COUNT_BITS>, A>,
     host: RAM<Bits<HIST_COUNT_BITS>, A>,
-    ovf: DFF<Bits<HIST_COUNT_BITS>>,
-    // `ovf` is all ones (saturated): registered, so the counter's enable is one LUT of
+    // The overflow count, as two 16-bit halves: the high half counts when the low half wraps,
+    // known from a registered flag, so the increment is two 16-bit carry chains side by side
+    // instead of one of 32 (it was the HX8K core's critical tick path). Same count.
+    ovf_lo: DFF<Bits<16>>,
+    ovf_hi: DFF<Bits<16>>,
+    // `ovf_lo` is all ones.
+    lo_full: DFF<Bit>,
+    // The count is all ones (saturated): registered, so the counter's enable is one LUT of
     // flip-flops rather than a 32-bit AND tree feeding 32 clock enables.
     ovf_max: DFF<Bit>,
-    ovf_top: Constant<Bits<HIST_COUNT_BITS>>,
+    lo_top: Constant<Bits<16>>,
+    sh16: Constant<Bits<8>>,
     busy_r: DFF<Bit>,
     clr: DFF<Bits<A>>,
     // Combinational helpers.
@@ -229,9 +236,12 @@ impl<const N: usize, const A: usize> Default for Histogram<N, A> {
             f_data: Default::default(),
             upd: Default::default(),
             host: Default::default(),
-            ovf: Default::default(),
+            ovf_lo: Default::default(),
+            ovf_hi: Default::default(),
+            lo_full: Default::default(),
             ovf_max: Default::default(),
-            ovf_top: Constant::new(((1u64 << HIST_COUNT_BITS) - 2).to_bits()),
+            lo_top: Constant::new(0xFFFEu64.to_bits()),
+            sh16: Constant::new(16u64.to_bits()),
             busy_r: Default::default(),
             clr: Default::default(),
             start_sel: Default::default(),
@@ -268,7 +278,7 @@ impl<const N: usize, const A: usize> Logic for Histogram<N, A> {
     fn update(&mut self) {
         dff_setup!(
             self, clock, st1, sp1, ptr, st2, st3, left, left_zero, mask, mask_zero, age, aov, seen, stop_b, ev, ovf_ev, bin, m_valid, m_bin,
-            m_w, m_f, rq, c_valid, c_bin, c_two, w_we, w_clear, w_addr, w_data, w_sat, f_we, f_addr, f_data, ovf, ovf_max, busy_r,
+            m_w, m_f, rq, c_valid, c_bin, c_two, w_we, w_clear, w_addr, w_data, w_sat, f_we, f_addr, f_data, ovf_lo, ovf_hi, lo_full, ovf_max, busy_r,
             clr
         );
         // Stage 1: channel select (numbers ≥ N select nothing).
@@ -398,11 +408,17 @@ impl<const N: usize, const A: usize> Logic for Histogram<N, A> {
         self.host.write_enable.next = self.w_we.q.val();
         // Overflow counter.
         if self.busy_r.q.val() {
-            self.ovf.d.next = 0.into();
+            self.ovf_lo.d.next = 0.into();
+            self.ovf_hi.d.next = 0.into();
+            self.lo_full.d.next = false;
             self.ovf_max.d.next = false;
         } else if self.ovf_ev.q.val() & !self.ovf_max.q.val() {
-            self.ovf.d.next = self.ovf.q.val() + 1;
-            self.ovf_max.d.next = self.ovf.q.val() == self.ovf_top.val();
+            self.ovf_lo.d.next = self.ovf_lo.q.val() + 1;
+            if self.lo_full.q.val() {
+                self.ovf_hi.d.next = self.ovf_hi.q.val() + 1;
+            }
+            self.lo_full.d.next = self.ovf_lo.q.val() == self.lo_top.val();
+            self.ovf_max.d.next = self.ovf_hi.q.val().all() & (self.ovf_lo.q.val() == self.lo_top.val());
         }
         // Clear sweep.
         if self.clear.val() {
@@ -418,7 +434,8 @@ impl<const N: usize, const A: usize> Logic for Histogram<N, A> {
         self.host.read_clock.next = self.rd_clock.val();
         self.host.read_address.next = self.rd_addr.val();
         self.rd_data.next = self.host.read_data.val();
-        self.overflow.next = self.ovf.q.val();
+        self.overflow.next = (bit_cast::<HIST_COUNT_BITS, 16>(self.ovf_hi.q.val()) << self.sh16.val())
+            | bit_cast::<HIST_COUNT_BITS, 16>(self.ovf_lo.q.val());
         self.busy.next = self.busy_r.q.val() | self.w_clear.q.val();
     }
 }
@@ -807,6 +824,23 @@ mod tests {
         uut.rd_clock.next = Clock::from(true);
         simulate(uut, 1000);
         want
+    }
+
+    /// The overflow count carries from its low 16-bit half into its high half: stops with no
+    /// start (each one an overflow) for more than 2^16 ticks, some of them spaced out around
+    /// the carry, the block checked against the model in every tick.
+    #[test]
+    fn rust_hdl_overflow_count_carries_into_the_high_half() {
+        let mut uut = Histogram::<N, A>::default();
+        uut.connect_all();
+        let mut m = HistogramModel::new(N, A);
+        let x = HistogramIn { start_ch: 0, stop_ch: 1, enable: true, ..Default::default() };
+        let mut last = 0;
+        for t in 0..66_000u32 {
+            let stop = !(65_520..65_560).contains(&t) || t % 3 == 0;
+            last = step_both(&mut uut, &mut m, &HistogramIn { hits: (stop as u8) << 1, ..x }, t).overflow;
+        }
+        assert!(last > 1 << 16, "{last}");
     }
 
     /// The block saturates at 2^32 − 1 also when merged stops add 2 across the limit, and
