@@ -666,6 +666,16 @@ pub(crate) mod tests {
             .unzip()
     }
 
+    /// Diagnostics' settings: environment variable `k` parsed, or `default` when unset.
+    pub(crate) fn diag_env<T: std::str::FromStr>(k: &str, default: T) -> T {
+        std::env::var(k).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+    }
+
+    /// Diagnostics' lists: environment variable `k` (else `default`) as comma-separated numbers.
+    pub(crate) fn diag_list(k: &str, default: &str) -> Vec<f64> {
+        std::env::var(k).unwrap_or(default.into()).split(',').map(|x| x.parse().unwrap()).collect()
+    }
+
     /// A code of `n` columns and `m` checks for the diagnostics: the column-degree profile
     /// `profile` ("3:0.6,6:0.25,20:0.15": degree and fraction of the non-staircase columns),
     /// or `code::build`'s own for the rate when `None` or "auto".
@@ -760,23 +770,21 @@ pub(crate) mod tests {
     #[test]
     #[ignore]
     fn diag() {
-        let env = |k: &str| std::env::var(k).ok();
-        let list = |k: &str, d: &str| -> Vec<f64> { env(k).unwrap_or(d.into()).split(',').map(|x| x.parse().unwrap()).collect() };
-        let n: usize = env("LDPC_DIAG_N").and_then(|s| s.parse().ok()).unwrap_or(16384);
-        let frames: usize = env("LDPC_DIAG_FRAMES").and_then(|s| s.parse().ok()).unwrap_or(64);
-        let iters: u32 = env("LDPC_DIAG_ITERS").and_then(|s| s.parse().ok()).unwrap_or(60);
+        let n: usize = diag_env("LDPC_DIAG_N", 16384);
+        let frames: usize = diag_env("LDPC_DIAG_FRAMES", 64);
+        let iters: u32 = diag_env("LDPC_DIAG_ITERS", 60);
         // Negative entries of LDPC_DIAG_RULES select box-plus, others min-sum with that alpha.
-        let rules: Vec<Rule> = list("LDPC_DIAG_RULES", "-1,26")
+        let rules: Vec<Rule> = diag_list("LDPC_DIAG_RULES", "-1,26")
             .into_iter()
             .map(|a| if a < 0.0 { Rule::BoxPlus } else { Rule::MinSum { alpha_num: a as i16 } })
             .collect();
-        for q in list("LDPC_DIAG_Q", "0.01,0.02,0.03,0.05") {
+        for q in diag_list("LDPC_DIAG_Q", "0.01,0.02,0.03,0.05") {
             let h = binary_entropy(q);
-            for f in list("LDPC_DIAG_F", "1.05,1.1,1.15,1.25") {
+            for f in diag_list("LDPC_DIAG_F", "1.05,1.1,1.15,1.25") {
                 let m = (f * h * n as f64).round() as usize;
                 let t = std::time::Instant::now();
                 // LDPC_DIAG_PROFILE="3:0.9,12:0.1" overrides the info-column degree profile.
-                let c = diag_code(n, m, env("LDPC_DIAG_PROFILE").as_deref());
+                let c = diag_code(n, m, std::env::var("LDPC_DIAG_PROFILE").ok().as_deref());
                 let build_s = t.elapsed().as_secs_f64();
                 let (jobs, _) = bsc_jobs(&c, frames, q, &[], 3);
                 for &rule in &rules {
@@ -803,7 +811,7 @@ mod float_reference {
     //! A floating-point flooding sum-product decoder (tanh rule, `f64`), the reference that
     //! bounds what the fixed-point layered decoder loses to quantization, and a layered one
     //! for diagnostics at long lengths.
-    use super::tests::{bsc_jobs, diag_code, hard_word};
+    use super::tests::{bsc_jobs, diag_code, diag_env, diag_list, hard_word};
     use super::*;
     use crate::distill::finite_key::binary_entropy;
     use crate::distill::ldpc::code;
@@ -910,14 +918,13 @@ mod float_reference {
     #[test]
     #[ignore]
     fn diag_float() {
-        let env = |k: &str| std::env::var(k).ok();
-        let n: usize = env("LDPC_DIAG_N").and_then(|s| s.parse().ok()).unwrap_or(16384);
-        let frames: usize = env("LDPC_DIAG_FRAMES").and_then(|s| s.parse().ok()).unwrap_or(8);
-        let q: f64 = env("LDPC_DIAG_Q").and_then(|s| s.parse().ok()).unwrap_or(0.01);
+        let n: usize = diag_env("LDPC_DIAG_N", 16384);
+        let frames: usize = diag_env("LDPC_DIAG_FRAMES", 8);
+        let q: f64 = diag_env("LDPC_DIAG_Q", 0.01);
         let h = binary_entropy(q);
-        for f in env("LDPC_DIAG_F").unwrap_or("1.1,1.15".into()).split(',').map(|x| x.parse::<f64>().unwrap()) {
+        for f in diag_list("LDPC_DIAG_F", "1.1,1.15") {
             let m = (f * h * n as f64).round() as usize;
-            let c = diag_code(n, m, env("LDPC_DIAG_PROFILE").as_deref());
+            let c = diag_code(n, m, std::env::var("LDPC_DIAG_PROFILE").ok().as_deref());
             let (jobs, _) = bsc_jobs(&c, frames, q, &[], 3);
             let res: Vec<Option<u32>> = jobs.par_iter().map(|j| layered_f64(&c, j, 200)).collect();
             let ok: Vec<u32> = res.iter().flatten().copied().collect();
@@ -929,7 +936,7 @@ mod float_reference {
 
 #[cfg(test)]
 mod profile_search {
-    use super::tests::{bsc_jobs, diag_code};
+    use super::tests::{bsc_jobs, diag_code, diag_env, diag_list};
     use super::*;
     use crate::distill::finite_key::binary_entropy;
 
@@ -938,13 +945,13 @@ mod profile_search {
     #[test]
     #[ignore]
     fn profile_search() {
-        let env = |k: &str| std::env::var(k).ok();
-        let n: usize = env("LDPC_DIAG_N").and_then(|s| s.parse().ok()).unwrap_or(16384);
-        let frames: usize = env("LDPC_DIAG_FRAMES").and_then(|s| s.parse().ok()).unwrap_or(32);
-        let iters: u32 = env("LDPC_DIAG_ITERS").and_then(|s| s.parse().ok()).unwrap_or(60);
-        let fs: Vec<f64> = env("LDPC_DIAG_F").unwrap_or("1.1,1.15,1.2".into()).split(',').map(|x| x.parse().unwrap()).collect();
-        let qs: Vec<f64> = env("LDPC_DIAG_Q").unwrap_or("0.01".into()).split(',').map(|x| x.parse().unwrap()).collect();
-        for p in env("LDPC_SEARCH_PROFILES").unwrap().split(';') {
+        let n: usize = diag_env("LDPC_DIAG_N", 16384);
+        let frames: usize = diag_env("LDPC_DIAG_FRAMES", 32);
+        let iters: u32 = diag_env("LDPC_DIAG_ITERS", 60);
+        let fs = diag_list("LDPC_DIAG_F", "1.1,1.15,1.2");
+        let qs = diag_list("LDPC_DIAG_Q", "0.01");
+        let profiles = std::env::var("LDPC_SEARCH_PROFILES").expect("LDPC_SEARCH_PROFILES: profiles to search");
+        for p in profiles.split(';') {
             // "auto": the profile `code::build` picks for the rate.
             for &q in &qs {
                 let h = binary_entropy(q);
