@@ -233,6 +233,13 @@ pub struct Core {
     hist_addr: Cfg<HIST_BIN_BITS>,
     ts_threshold: [Cfg<THRESHOLD_BITS>; CORE_CHANNELS],
     ts_config: Cfg<11>,
+    // `TS_CONFIG`'s pair channels as one-hot masks (`testsig::channel_mask`), decoded from the
+    // held write data when `ts_config` loads: the test signal's pulse logic then needs no
+    // 3-bit selects (the rest of the register is read from the shadow RAM as before).
+    ts_src_mask: DFFWithInit<Bits<CORE_CHANNELS>>,
+    ts_dst_mask: DFFWithInit<Bits<CORE_CHANNELS>>,
+    ts_src_dec: Signal<Local, Bits<CORE_CHANNELS>>,
+    ts_dst_dec: Signal<Local, Bits<CORE_CHANNELS>>,
     ts_pair_delay: Cfg<PAIR_DELAY_BITS>,
     rng_config: Cfg<1>,
     rng_thr_z: Cfg<16>,
@@ -537,6 +544,10 @@ impl Core {
             hist_addr: cfg(&HIST_ADDR, 0),
             ts_threshold: cfgs(&TS_THRESHOLD),
             ts_config: cfg(&TS_CONFIG, 0),
+            ts_src_mask: DFFWithInit::new((crate::testsig::channel_mask((TS_CONFIG.reset >> 4 & 7) as u8, CORE_CHANNELS) as u64).to_bits()),
+            ts_dst_mask: DFFWithInit::new((crate::testsig::channel_mask((TS_CONFIG.reset >> 8 & 7) as u8, CORE_CHANNELS) as u64).to_bits()),
+            ts_src_dec: Default::default(),
+            ts_dst_dec: Default::default(),
             ts_pair_delay: cfg(&TS_PAIR_DELAY, 0),
             rng_config: cfg(&RNG_CONFIG, 0),
             rng_thr_z: cfg(&RNG_THR_Z, 0),
@@ -691,7 +702,7 @@ impl Logic for Core {
         // Tick domain.
         dff_setup!(
             self, clock, ctrl_t, chan_enable, chan_falling, coinc_window, coinc_gate, hist_config, hist_offset, ts_config,
-            ts_pair_delay, filter_window, filter_pass, hist_clear, fire_r, pend_t
+            ts_src_mask, ts_dst_mask, ts_pair_delay, filter_window, filter_pass, hist_clear, fire_r, pend_t
         );
         dff_setup!(
             self, clock, we_ctrl, we_chan_enable, we_chan_falling, we_coinc_window, we_coinc_gate, we_hist_config,
@@ -950,8 +961,20 @@ impl Logic for Core {
         if self.we_hist_cmd.q.val() {
             self.hist_clear.d.next = self.wx.data.val().get_bit(0);
         }
+        self.ts_src_dec.next = 0.into();
+        self.ts_dst_dec.next = 0.into();
+        for i in 0..CORE_CHANNELS {
+            if self.wx.data.val().get_bits::<3>(4).index() == i {
+                self.ts_src_dec.next = self.ts_src_dec.val().replace_bit(i, true);
+            }
+            if self.wx.data.val().get_bits::<3>(8).index() == i {
+                self.ts_dst_dec.next = self.ts_dst_dec.val().replace_bit(i, true);
+            }
+        }
         if self.we_ts_config.q.val() {
             self.ts_config.d.next = bit_cast::<11, 32>(self.wx.data.val());
+            self.ts_src_mask.d.next = self.ts_src_dec.val();
+            self.ts_dst_mask.d.next = self.ts_dst_dec.val();
         }
         if self.we_ts_pair_delay.q.val() {
             self.ts_pair_delay.d.next = bit_cast::<PAIR_DELAY_BITS, 32>(self.wx.data.val());
@@ -1109,8 +1132,8 @@ impl Logic for Core {
         // ---- Event paths.
         self.tsig.enable.next = self.ts_config.q.val().get_bit(0);
         self.tsig.pair_enable.next = self.ts_config.q.val().get_bit(1);
-        self.tsig.pair_src.next = self.ts_config.q.val().get_bits::<3>(4);
-        self.tsig.pair_dst.next = self.ts_config.q.val().get_bits::<3>(8);
+        self.tsig.pair_src.next = self.ts_src_mask.q.val();
+        self.tsig.pair_dst.next = self.ts_dst_mask.q.val();
         self.tsig.pair_delay.next = self.ts_pair_delay.q.val();
         self.fire.next = 0.into();
         for i in 0..CORE_CHANNELS {

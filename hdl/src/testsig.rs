@@ -15,7 +15,10 @@
 //! pulse needs after the previous one). In pair mode, every pulse of channel `pair_src`
 //! (while no pair is pending) also schedules a pulse on `pair_dst` exactly `pair_delay` ticks
 //! later; `pair_src` pulses while a pair is pending are suppressed, so every `pair_src` pulse
-//! has its partner. The reference model is [`TestSignalModel`].
+//! has its partner. The block takes the two channels as one-hot masks ([`channel_mask`]): the
+//! core decodes them when it loads `TS_CONFIG`, so the pulse logic is a few LUTs per channel
+//! (with 3-bit channel numbers, the selects and their decoders were the HX8K core's critical
+//! tick path). The reference model is [`TestSignalModel`].
 
 use rust_hdl::prelude::*;
 
@@ -39,6 +42,16 @@ pub fn channel_bits(rng: &[u32], c: usize) -> u16 {
     (rng[c / 2] >> (16 * (c % 2))) as u16
 }
 
+/// One-hot mask of channel `c` among `n` channels (bit `c`), as the block's `pair_src` and
+/// `pair_dst` take it; 0 when `c` is not one of them.
+pub fn channel_mask(c: u8, n: usize) -> u8 {
+    if (c as usize) < n.min(8) {
+        1 << c
+    } else {
+        0
+    }
+}
+
 /// One xorshift32 step (Marsaglia 2003: shifts 13, 17, 5).
 pub fn xorshift32(x: u32) -> u32 {
     let x = x ^ (x << 13);
@@ -57,10 +70,11 @@ pub struct TestSignal<const N: usize> {
     pub threshold: [Signal<In, Bits<THRESHOLD_BITS>>; N],
     /// Pair mode on.
     pub pair_enable: Signal<In, Bit>,
-    /// Source channel of the pairs.
-    pub pair_src: Signal<In, Bits<3>>,
-    /// Channel that gets the delayed partner pulse.
-    pub pair_dst: Signal<In, Bits<3>>,
+    /// Source channel of the pairs, one-hot ([`channel_mask`]; no bit set: no pair starts).
+    pub pair_src: Signal<In, Bits<N>>,
+    /// Channel that gets the delayed partner pulse, one-hot ([`channel_mask`]; no bit set: the
+    /// partner is not sent, but the source still waits for it).
+    pub pair_dst: Signal<In, Bits<N>>,
     /// Delay of the partner pulse, in ticks (at least 1).
     pub pair_delay: Signal<In, Bits<PAIR_DELAY_BITS>>,
     /// Pulses, one tick wide (bit c = channel c); registered.
@@ -140,12 +154,10 @@ impl<const N: usize> Logic for TestSignal<N> {
         dff_setup!(self, clock, lt, out, pins_r, pending, count, due);
         self.fire.next = self.lt.q.val();
         self.lt_next.next = 0.into();
-        self.src_fire.next = false;
-        self.src_prev.next = false;
+        // The source channel's compare and pulse: an AND-OR over the one-hot mask.
+        self.src_fire.next = (self.lt.q.val() & self.pair_src.val()).any();
+        self.src_prev.next = (self.out.q.val() & self.pair_src.val()).any();
         for i in 0..N {
-            if self.pair_src.val().index() == i {
-                self.src_prev.next = self.out.q.val().get_bit(i);
-            }
             self.rng[i].clock.next = self.clock.val();
             self.t1[i].next = self.rng[i].q.val() ^ (self.rng[i].q.val() << self.sh13.val());
             self.t2[i].next = self.t1[i].val() ^ (self.t1[i].val() >> self.sh17.val());
@@ -165,20 +177,13 @@ impl<const N: usize> Logic for TestSignal<N> {
             if self.bits[i].val() < self.threshold[i].val() {
                 self.lt_next.next = self.lt_next.val().replace_bit(i, true);
             }
-            if (self.pair_src.val().index() == i) & self.lt.q.val().get_bit(i) {
-                self.src_fire.next = true;
-            }
         }
         self.lt.d.next = self.lt_next.val();
         // Pairs: a pending partner counts down; new source pulses wait until it is sent.
         self.partner.next = false;
         if self.pair_enable.val() & self.enable.val() {
             if self.pending.q.val() {
-                for i in 0..N {
-                    if self.pair_src.val().index() == i {
-                        self.fire.next = self.fire.val().replace_bit(i, false);
-                    }
-                }
+                self.fire.next = self.fire.val() & !self.pair_src.val();
                 if self.due.q.val() {
                     self.pending.d.next = false;
                     self.partner.next = true;
@@ -199,10 +204,8 @@ impl<const N: usize> Logic for TestSignal<N> {
             self.count.d.next = self.pair_delay.val();
             self.due.d.next = self.pair_delay.val() == 1;
         }
-        for i in 0..N {
-            if self.partner.val() & (self.pair_dst.val().index() == i) {
-                self.fire.next = self.fire.val().replace_bit(i, true);
-            }
+        if self.partner.val() {
+            self.fire.next = self.fire.val() | self.pair_dst.val();
         }
         // One-tick pulses with a low tick between them.
         if self.enable.val() {
@@ -305,8 +308,8 @@ mod tests {
             uut.threshold[c].next = (cfg.threshold[c] as u64).into();
         }
         uut.pair_enable.next = cfg.pair_enable;
-        uut.pair_src.next = (cfg.pair_src as u64).into();
-        uut.pair_dst.next = (cfg.pair_dst as u64).into();
+        uut.pair_src.next = (channel_mask(cfg.pair_src, N) as u64).into();
+        uut.pair_dst.next = (channel_mask(cfg.pair_dst, N) as u64).into();
         uut.pair_delay.next = (cfg.pair_delay as u64).into();
     }
 
