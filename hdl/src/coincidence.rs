@@ -4,7 +4,8 @@
 //! acquisition.
 //!
 //! Input is the tagger's per-tick channel event mask (after dead time). Each channel is
-//! delayed by `delay[c]` ticks (0..=63, [`crate::bit_delay::BitDelay`]). With `t_c` the time of
+//! delayed by `delay[c]` ticks (0..=63, [`crate::bit_delay::BitDelay`]; for two ticks after a
+//! delay changes, its pipelined select still mixes in the old one). With `t_c` the time of
 //! channel `c`'s latest delayed event, group `g` (channel mask `G`) counts one coincidence at
 //! tick `t` when some member has an event at `t` and every member has one in `[t − W, t]`:
 //! the coincidence is counted once, at its latest event. `W = 0` counts same-tick events only.
@@ -49,7 +50,7 @@ use rust_hdl::prelude::*;
 /// Number of coincidence groups.
 pub const GROUPS: usize = 4;
 /// Width of a per-channel delay, in bits (ticks, 0..=63).
-pub const DELAY_BITS: usize = 6;
+pub const DELAY_BITS: usize = crate::bit_delay::DELAY_BITS;
 /// Largest per-channel delay, in ticks.
 pub const MAX_DELAY: usize = (1 << DELAY_BITS) - 1;
 /// Width of the coincidence window, in bits (ticks, 0..=255).
@@ -107,7 +108,7 @@ pub struct Coincidence<const N: usize> {
     pub rd_data: Signal<Out, Bits<COUNT_BITS>>,
     /// Number of complete gates (wraps).
     pub gate_seq: Signal<Out, Bits<16>>,
-    lines: [crate::bit_delay::BitDelay<{ MAX_DELAY + 1 }, DELAY_BITS>; N],
+    lines: [crate::bit_delay::BitDelay; N],
     dh: DFF<Bits<N>>,
     age: [DFF<Bits<WINDOW_BITS>>; N],
     // `age[i]` has saturated at 255: registered, so the age counter's clock enable is one LUT
@@ -538,7 +539,7 @@ impl Default for CoincidenceConfig {
 #[derive(Clone, Debug)]
 pub struct CoincidenceModel {
     channels: usize,
-    history: Vec<u8>,
+    lines: [crate::bit_delay::BitDelayModel; 8],
     dh: u8,
     age: [u8; 8],
     seen: u8,
@@ -614,7 +615,7 @@ impl CoincidenceModel {
         assert!((1..=8).contains(&channels));
         Self {
             channels,
-            history: vec![0; MAX_DELAY + 1],
+            lines: Default::default(),
             dh: 0,
             age: [0; 8],
             seen: 0,
@@ -668,13 +669,10 @@ impl CoincidenceModel {
     pub fn step(&mut self, hits: u8, rd_addr: u8, cfg: &CoincidenceConfig) -> CoincidenceOutputs {
         let out = self.outputs();
         let n = self.channels;
-        // history[k] = hits of k ticks ago (k = 0 is this tick).
-        self.history.rotate_right(1);
-        self.history[0] = hits;
         let mut delayed = 0u8;
         for c in 0..n {
-            let d = cfg.delay[c] as usize & MAX_DELAY;
-            delayed |= self.history[d] & (1 << c);
+            let d = cfg.delay[c] & MAX_DELAY as u8;
+            delayed |= u8::from(self.lines[c].step(hits >> c & 1 == 1, d)) << c;
         }
         let recent = self.dh | self.near;
         let mut coinc = 0u8;
