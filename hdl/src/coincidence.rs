@@ -49,6 +49,8 @@ use rust_hdl::prelude::*;
 
 /// Number of coincidence groups.
 pub const GROUPS: usize = 4;
+// The sum pipeline ORs the groups' prescalers in one part of four (`Coincidence::w_add`).
+const _: () = assert!(GROUPS == 4);
 /// Width of a per-channel delay, in bits (ticks, 0..=63).
 pub const DELAY_BITS: usize = crate::bit_delay::DELAY_BITS;
 /// Largest per-channel delay, in ticks.
@@ -134,7 +136,11 @@ pub struct Coincidence<const N: usize> {
     bank: DFF<Bit>,
     w_en: DFF<Bit>,
     w_addr: DFF<Bits<5>>,
-    w_add: DFF<Bits<PRE_BITS>>,
+    // The prescaler or residue to add, as four partial ORs (singles 0-2, 3-5, 6-7, groups):
+    // the OR over all counters was four LUT levels, and its register, which only feeds
+    // `w2_add`, was placed beside the adder, far from the counters (the HX8K core's critical
+    // tick path); `w2_add` ORs the parts.
+    w_add: [DFF<Bits<PRE_BITS>>; 4],
     w_fresh: DFF<Bit>,
     w_flush: DFF<Bit>,
     done: DFF<Bits<6>>,
@@ -169,7 +175,9 @@ pub struct Coincidence<const N: usize> {
     flushing_r: DFF<Bit>,
     flushing: Signal<Local, Bit>,
     vsel_used: Signal<Local, Bits<SLOTS>>,
-    add_acc: Signal<Local, Bits<PRE_BITS>>,
+    // Per single and group: its prescaler or residue when it is the one visited or flushed.
+    term_s: [Signal<Local, Bits<PRE_BITS>>; 8],
+    term_g: [Signal<Local, Bits<PRE_BITS>>; GROUPS],
     used: Constant<Bits<SLOTS>>,
     one: Constant<Bits<8>>,
     fifteen: Constant<Bits<8>>,
@@ -222,7 +230,7 @@ impl<const N: usize> Default for Coincidence<N> {
             bank: Default::default(),
             w_en: Default::default(),
             w_addr: Default::default(),
-            w_add: Default::default(),
+            w_add: array_init::array_init(|_| Default::default()),
             w_fresh: Default::default(),
             w_flush: Default::default(),
             done: Default::default(),
@@ -259,7 +267,8 @@ impl<const N: usize> Default for Coincidence<N> {
             flushing_r: Default::default(),
             flushing: Default::default(),
             vsel_used: Default::default(),
-            add_acc: Default::default(),
+            term_s: array_init::array_init(|_| Default::default()),
+            term_g: array_init::array_init(|_| Default::default()),
             // The counters that exist: singles 0..N, groups 8..8 + GROUPS.
             used: Constant::new((((1u64 << N) - 1) | (((1u64 << GROUPS) - 1) << 8)).to_bits()),
             one: Constant::new(1u64.to_bits()),
@@ -281,7 +290,7 @@ impl<const N: usize> Logic for Coincidence<N> {
     fn update(&mut self) {
         dff_setup!(
             self, clock, dh, seen, near, coinc_r, dh2, left_lo, left_hi, left_lo_zero, gate_reload, gate_end, vsel, visit_r, flushing_r, seq, slot, fresh, flush, bank, w_en,
-            w_addr, w_add, w_fresh, w_flush, done, rq, w2_en, w2_addr, w2_add, w2_flush, lo, hi, hi_inc, w3_en, w3_addr,
+            w_addr, w_fresh, w_flush, done, rq, w2_en, w2_addr, w2_add, w2_flush, lo, hi, hi_inc, w3_en, w3_addr,
             w3_flush
         );
         // Delay compensation → registered delayed hits `dh`.
@@ -374,7 +383,7 @@ impl<const N: usize> Logic for Coincidence<N> {
         }
         self.w2_en.d.next = self.w_en.q.val();
         self.w2_addr.d.next = self.w_addr.q.val();
-        self.w2_add.d.next = self.w_add.q.val();
+        self.w2_add.d.next = self.w_add[0].q.val() | self.w_add[1].q.val() | self.w_add[2].q.val() | self.w_add[3].q.val();
         self.w2_flush.d.next = self.w_flush.q.val();
         self.lo.d.next = bit_cast::<LO_BITS, PRE_BITS>(self.rq.q.val().get_bits::<PRE_BITS>(0))
             + bit_cast::<LO_BITS, PRE_BITS>(self.w2_add.q.val());
@@ -435,7 +444,12 @@ impl<const N: usize> Logic for Coincidence<N> {
         if self.flushing.val() {
             self.flush_n.next = self.flush.q.val() & !self.vsel_used.val();
         }
-        self.add_acc.next = 0.into();
+        for i in 0..8 {
+            self.term_s[i].next = 0.into();
+        }
+        for g in 0..GROUPS {
+            self.term_g[g].next = 0.into();
+        }
         // Singles (slot i) and groups (slot g + 8): the same logic, written once per range.
         for i in 0..N {
             self.pre_s[i].clock.next = self.clock.val();
@@ -454,14 +468,14 @@ impl<const N: usize> Logic for Coincidence<N> {
             }
             if self.vsel.q.val().get_bit(i) {
                 if self.visit.val() {
-                    self.add_acc.next = self.add_acc.val() | self.pre_s[i].q.val();
+                    self.term_s[i].next = self.pre_s[i].q.val();
                     self.pre_s[i].d.next = 0.into();
                     if self.ev.val().get_bit(i) {
                         self.pre_s[i].d.next = 1.into();
                     }
                 }
                 if self.flushing.val() & self.flush.q.val().get_bit(i) {
-                    self.add_acc.next = self.add_acc.val() | self.old_s[i].q.val();
+                    self.term_s[i].next = self.term_s[i].val() | self.old_s[i].q.val();
                 }
             }
         }
@@ -482,18 +496,24 @@ impl<const N: usize> Logic for Coincidence<N> {
             }
             if self.vsel.q.val().get_bit(g + 8) {
                 if self.visit.val() {
-                    self.add_acc.next = self.add_acc.val() | self.pre_g[g].q.val();
+                    self.term_g[g].next = self.pre_g[g].q.val();
                     self.pre_g[g].d.next = 0.into();
                     if self.ev.val().get_bit(g + 8) {
                         self.pre_g[g].d.next = 1.into();
                     }
                 }
                 if self.flushing.val() & self.flush.q.val().get_bit(g + 8) {
-                    self.add_acc.next = self.add_acc.val() | self.old_g[g].q.val();
+                    self.term_g[g].next = self.term_g[g].val() | self.old_g[g].q.val();
                 }
             }
         }
-        self.w_add.d.next = self.add_acc.val();
+        for i in 0..4 {
+            self.w_add[i].clock.next = self.clock.val();
+        }
+        self.w_add[0].d.next = self.term_s[0].val() | self.term_s[1].val() | self.term_s[2].val();
+        self.w_add[1].d.next = self.term_s[3].val() | self.term_s[4].val() | self.term_s[5].val();
+        self.w_add[2].d.next = self.term_s[6].val() | self.term_s[7].val();
+        self.w_add[3].d.next = self.term_g[0].val() | self.term_g[1].val() | self.term_g[2].val() | self.term_g[3].val();
         self.fresh.d.next = self.fresh_n.val();
         self.flush.d.next = self.flush_n.val();
         if self.gate_end.q.val() {

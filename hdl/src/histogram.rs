@@ -43,8 +43,9 @@
 //!   during the sweep (the last zero is written while it is in C).
 //!
 //! So no count is lost, and C adds 1 or 2 to a flip-flop: two 16-bit carry chains side by
-//! side (the high half selected by the low half's carry); an overflow is registered beside
-//! the sum, and W writes 2^32 − 1 instead (saturation). No path
+//! side, registered with the low half's carry, which W uses to pick the high half or the high
+//! half plus one (one LUT level, with the saturation); an overflow is registered beside the
+//! sum, and W writes 2^32 − 1 instead (saturation). No path
 //! runs from a block-RAM output through an adder, nor through a forwarding mux into one (on
 //! the HX8K the histogram alone reaches 157 MHz; with read, increment and write in one tick it
 //! reached 93 MHz). The bin width is a down counter of the ticks left in the current bin
@@ -142,7 +143,13 @@ pub struct Histogram<const N: usize, const A: usize> {
     w_we: DFF<Bit>,
     w_clear: DFF<Bit>,
     w_addr: DFF<Bits<A>>,
-    w_data: DFF<Bits<HIST_COUNT_BITS>>,
+    // Stage C's sum for W, in parts: the low half, the high half and the high half plus one,
+    // and the low half's carry, which W uses to pick the high half (so that the carry of the
+    // low chain does not also drive a 16-bit multiplexer in C), and the overflow.
+    w_lo: DFF<Bits<16>>,
+    w_hi: DFF<Bits<16>>,
+    w_hi_inc: DFF<Bits<16>>,
+    w_lo_c: DFF<Bit>,
     w_sat: DFF<Bit>,
     f_we: DFF<Bit>,
     f_addr: DFF<Bits<A>>,
@@ -175,8 +182,7 @@ pub struct Histogram<const N: usize, const A: usize> {
     sat: Signal<Local, Bit>,
     lo_c: Signal<Local, Bit>,
     merge: Signal<Local, Bit>,
-    new_lo: Signal<Local, Bits<16>>,
-    new_hi: Signal<Local, Bits<16>>,
+    w_hi_sel: Signal<Local, Bits<16>>,
     c_we: Signal<Local, Bit>,
     c_addr: Signal<Local, Bits<A>>,
     wd: Signal<Local, Bits<HIST_COUNT_BITS>>,
@@ -229,7 +235,10 @@ impl<const N: usize, const A: usize> Default for Histogram<N, A> {
             w_we: Default::default(),
             w_clear: Default::default(),
             w_addr: Default::default(),
-            w_data: Default::default(),
+            w_lo: Default::default(),
+            w_hi: Default::default(),
+            w_hi_inc: Default::default(),
+            w_lo_c: Default::default(),
             w_sat: Default::default(),
             f_we: Default::default(),
             f_addr: Default::default(),
@@ -253,8 +262,7 @@ impl<const N: usize, const A: usize> Default for Histogram<N, A> {
             sat: Default::default(),
             lo_c: Default::default(),
             merge: Default::default(),
-            new_lo: Default::default(),
-            new_hi: Default::default(),
+            w_hi_sel: Default::default(),
             c_we: Default::default(),
             c_addr: Default::default(),
             wd: Default::default(),
@@ -278,7 +286,7 @@ impl<const N: usize, const A: usize> Logic for Histogram<N, A> {
     fn update(&mut self) {
         dff_setup!(
             self, clock, st1, sp1, ptr, st2, st3, left, left_zero, mask, mask_zero, age, aov, seen, stop_b, ev, ovf_ev, bin, m_valid, m_bin,
-            m_w, m_f, rq, c_valid, c_bin, c_two, w_we, w_clear, w_addr, w_data, w_sat, f_we, f_addr, f_data, ovf_lo, ovf_hi, lo_full, ovf_max, busy_r,
+            m_w, m_f, rq, c_valid, c_bin, c_two, w_we, w_clear, w_addr, w_lo, w_hi, w_hi_inc, w_lo_c, w_sat, f_we, f_addr, f_data, ovf_lo, ovf_hi, lo_full, ovf_max, busy_r,
             clr
         );
         // Stage 1: channel select (numbers ≥ N select nothing).
@@ -337,8 +345,14 @@ impl<const N: usize, const A: usize> Logic for Histogram<N, A> {
         self.bin.d.next = self.age.q.val();
         self.upd.read_clock.next = self.clock.val();
         self.upd.read_address.next = self.bin.q.val();
-        // Stage W's write data: the registered sum, all ones if it overflowed.
-        self.wd.next = self.w_data.q.val();
+        // Stage W's write data: the registered sum (its high half chosen by the low half's
+        // carry: one LUT per bit with the saturation below), all ones if it overflowed.
+        self.w_hi_sel.next = self.w_hi.q.val();
+        if self.w_lo_c.q.val() {
+            self.w_hi_sel.next = self.w_hi_inc.q.val();
+        }
+        self.wd.next = bit_cast::<HIST_COUNT_BITS, 16>(self.w_lo.q.val())
+            | (bit_cast::<HIST_COUNT_BITS, 16>(self.w_hi_sel.val()) << self.half.val());
         if self.w_sat.q.val() {
             self.wd.next = self.all_ones.val();
         }
@@ -377,18 +391,17 @@ impl<const N: usize, const A: usize> Logic for Histogram<N, A> {
         self.hi_sum.next = bit_cast::<17, 16>(self.cur.val().get_bits::<16>(16)) + 1;
         self.lo_c.next = (self.lo_sum.val() >> self.half.val()).any();
         self.sat.next = self.lo_c.val() & (self.hi_sum.val() >> self.half.val()).any();
-        self.new_lo.next = self.lo_sum.val().get_bits::<16>(0);
-        self.new_hi.next = self.cur.val().get_bits::<16>(16);
-        if self.lo_c.val() {
-            self.new_hi.next = self.hi_sum.val().get_bits::<16>(0);
-        }
         // The sum wraps here; W makes it all ones when it overflowed (`w_sat`), so that the
         // saturation costs no logic level after the carry chains.
-        self.w_data.d.next = bit_cast::<HIST_COUNT_BITS, 16>(self.new_lo.val())
-            | (bit_cast::<HIST_COUNT_BITS, 16>(self.new_hi.val()) << self.half.val());
+        self.w_lo.d.next = self.lo_sum.val().get_bits::<16>(0);
+        self.w_hi.d.next = self.cur.val().get_bits::<16>(16);
+        self.w_hi_inc.d.next = self.hi_sum.val().get_bits::<16>(0);
+        self.w_lo_c.d.next = self.lo_c.val();
         self.w_sat.d.next = self.sat.val();
         if self.busy_r.q.val() {
-            self.w_data.d.next = 0.into();
+            self.w_lo.d.next = 0.into();
+            self.w_hi.d.next = 0.into();
+            self.w_lo_c.d.next = false;
             self.w_sat.d.next = false;
         }
         self.w_we.d.next = self.c_we.val();
@@ -841,6 +854,30 @@ mod tests {
             last = step_both(&mut uut, &mut m, &HistogramIn { hits: (stop as u8) << 1, ..x }, t).overflow;
         }
         assert!(last > 1 << 16, "{last}");
+    }
+
+    /// A count carries from its low 16-bit half into its high half (W picks the high half by
+    /// the low half's registered carry): bins preloaded 1 to 3 below a multiple of 2^16, merged
+    /// stops (adding 2) and single ones, checked against the model in every tick and read back.
+    #[test]
+    fn rust_hdl_count_carries_into_the_high_half() {
+        for (start, every) in [(0x0000_FFFDu32, 1u32), (0x1234_FFFE, 1), (0x7FFF_FFFF, 3), (0x0003_FFFF, 2)] {
+            let mut uut = Histogram::<N, A>::with_counts(start);
+            uut.connect_all();
+            let mut m = HistogramModel::new(N, A);
+            m.bins.iter_mut().for_each(|b| *b = start);
+            let x = HistogramIn { start_ch: 2, stop_ch: 2, enable: true, ..Default::default() };
+            let mut stops = 0;
+            for t in 0..60 {
+                let hit = t % every == 0;
+                stops += u32::from(hit);
+                step_both(&mut uut, &mut m, &HistogramIn { hits: u8::from(hit) << 2, ..x }, t);
+            }
+            for t in 60..70 {
+                step_both(&mut uut, &mut m, &x, t);
+            }
+            assert_eq!(step_both(&mut uut, &mut m, &x, 70).rd_data, start + stops, "from {start:#x}, every {every}");
+        }
     }
 
     /// The block saturates at 2^32 − 1 also when merged stops add 2 across the limit, and
