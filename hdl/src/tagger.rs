@@ -137,6 +137,18 @@ pub struct TagPipeline<const N: usize> {
     ts2_epoch: DFF<Bits<EPOCH_BITS>>,
     boundary: DFF<Bit>,
     room: DFF<Bit>,
+    // The entry writer's decisions, registered from the next values of `room`, `lost_nz` and
+    // `hit2_any` (so each equals its expression of those three in the same tick): one flip-flop
+    // per decision drives the entry multiplexer and the lost counter's enable, instead of a LUT
+    // tree over three flip-flops of ~30 loads each (the tagger's failing tick paths on the
+    // HX8K core). `sel_lost` = room & lost_nz; `sel_event` = room & !lost_nz & hit2_any;
+    // `lost_acc` = !room & hit2_any.
+    sel_lost: DFF<Bit>,
+    sel_event: DFF<Bit>,
+    lost_acc: DFF<Bit>,
+    room_next: Signal<Local, Bit>,
+    lost_nz_next: Signal<Local, Bit>,
+    hit2_any_next: Signal<Local, Bit>,
     // Entry writer.
     lost: DFF<Bits<LOST_BITS>>,
     lost_nz: DFF<Bit>,
@@ -216,6 +228,12 @@ impl<const N: usize> Default for TagPipeline<N> {
             ts2_epoch: Default::default(),
             boundary: Default::default(),
             room: Default::default(),
+            sel_lost: Default::default(),
+            sel_event: Default::default(),
+            lost_acc: Default::default(),
+            room_next: Default::default(),
+            lost_nz_next: Default::default(),
+            hit2_any_next: Default::default(),
             lost: Default::default(),
             lost_nz: Default::default(),
             started: Default::default(),
@@ -258,7 +276,7 @@ impl<const N: usize> Logic for TagPipeline<N> {
     fn update(&mut self) {
         dff_setup!(
             self, clock, start, twrap, hit1, hit1b, pop_lo, pop_hi, any_lo, any_hi, hit2,
-            hit2_n, hit2_any, ts2_low, ts2_epoch, boundary, room, lost, lost_nz, started, occ,
+            hit2_n, hit2_any, ts2_low, ts2_epoch, boundary, room, sel_lost, sel_event, lost_acc, lost, lost_nz, started, occ,
             wq_valid, wq_data, ent, phase, fmt_busy, epoch_eq_lo, epoch_eq_hi, out, out_valid, last_epoch, epoch_valid
         );
         self.fifo.clock.next = self.clock.val();
@@ -296,7 +314,11 @@ impl<const N: usize> Logic for TagPipeline<N> {
         // Stage 2: popcount, any, boundary.
         self.hit2.d.next = self.hit1b.q.val();
         self.hit2_n.d.next = bit_cast::<4, 3>(self.pop_lo.q.val()) + bit_cast::<4, 3>(self.pop_hi.q.val());
-        self.hit2_any.d.next = self.any_lo.q.val() | self.any_hi.q.val();
+        self.hit2_any_next.next = self.any_lo.q.val() | self.any_hi.q.val();
+        self.hit2_any.d.next = self.hit2_any_next.val();
+        // Room ⇔ occ ≤ depth − 4 (written out below), computed here for the writer's decisions.
+        self.room_next.next = !(self.occ.q.val().get_bit(8)
+            | (self.occ.q.val().get_bits::<6>(2).all() & self.occ.q.val().get_bits::<2>(0).any()));
         // The epoch boundary: ts2 entered a new epoch in this tick.
         self.boundary.d.next = self.twrap.q.val();
         // Entry writer: at most one entry per tick, chosen from registered flags. The first tick
@@ -305,30 +327,29 @@ impl<const N: usize> Logic for TagPipeline<N> {
         self.wr.next = false;
         self.wdata.next = self.entry_tick.val()
             | (bit_cast::<ENTRY_BITS, EPOCH_BITS>(self.ts2_epoch.q.val()) << self.entry_epoch_shift.val());
-        if self.room.q.val() {
-            if self.lost_nz.q.val() {
-                self.wr.next = true;
-                self.wdata.next = self.entry_lost.val()
-                    | (bit_cast::<ENTRY_BITS, EPOCH_BITS>(self.ts2_epoch.q.val()) << self.entry_epoch_shift.val())
-                    | bit_cast::<ENTRY_BITS, RECORD_BITS>(
-                        self.kind_lost.val() | bit_cast::<RECORD_BITS, LOST_BITS>(self.lost.q.val()),
-                    );
-                // An event in this tick starts the next lost count.
-                self.lost.d.next = bit_cast::<LOST_BITS, 4>(self.hit2_n.q.val());
-                self.lost_nz.d.next = self.hit2_any.q.val();
-            } else if self.hit2_any.q.val() {
-                self.wr.next = true;
-                self.wdata.next = self.entry_event.val()
-                    | (bit_cast::<ENTRY_BITS, EPOCH_BITS>(self.ts2_epoch.q.val()) << self.entry_epoch_shift.val())
-                    | bit_cast::<ENTRY_BITS, RECORD_BITS>(
-                        self.kind_event.val()
-                            | (bit_cast::<RECORD_BITS, MAX_CHANNELS>(self.hit2.q.val()) << self.mask_shift.val())
-                            | bit_cast::<RECORD_BITS, TIME_LOW_BITS>(self.ts2_low.q.val()),
-                    );
-            } else if self.boundary.q.val() | !self.started.q.val() {
-                self.wr.next = true;
-            }
-        } else if self.hit2_any.q.val() {
+        if self.sel_lost.q.val() {
+            self.wr.next = true;
+            self.wdata.next = self.entry_lost.val()
+                | (bit_cast::<ENTRY_BITS, EPOCH_BITS>(self.ts2_epoch.q.val()) << self.entry_epoch_shift.val())
+                | bit_cast::<ENTRY_BITS, RECORD_BITS>(
+                    self.kind_lost.val() | bit_cast::<RECORD_BITS, LOST_BITS>(self.lost.q.val()),
+                );
+            // An event in this tick starts the next lost count.
+            self.lost.d.next = bit_cast::<LOST_BITS, 4>(self.hit2_n.q.val());
+            self.lost_nz.d.next = self.hit2_any.q.val();
+        } else if self.sel_event.q.val() {
+            self.wr.next = true;
+            self.wdata.next = self.entry_event.val()
+                | (bit_cast::<ENTRY_BITS, EPOCH_BITS>(self.ts2_epoch.q.val()) << self.entry_epoch_shift.val())
+                | bit_cast::<ENTRY_BITS, RECORD_BITS>(
+                    self.kind_event.val()
+                        | (bit_cast::<RECORD_BITS, MAX_CHANNELS>(self.hit2.q.val()) << self.mask_shift.val())
+                        | bit_cast::<RECORD_BITS, TIME_LOW_BITS>(self.ts2_low.q.val()),
+                );
+        } else if self.room.q.val() & (self.boundary.q.val() | !self.started.q.val()) {
+            // (room here means no lost count and no event: the branches above took those.)
+            self.wr.next = true;
+        } else if self.lost_acc.q.val() {
             self.lost_nz.d.next = true;
             if self.lost.q.val() >= self.lost_half.val() {
                 self.lost.d.next = self.lost_max.val();
@@ -336,6 +357,18 @@ impl<const N: usize> Logic for TagPipeline<N> {
                 self.lost.d.next = self.lost.q.val() + bit_cast::<LOST_BITS, 4>(self.hit2_n.q.val());
             }
         }
+        // The next `lost_nz` as the branches above set it, and the decisions of the next tick.
+        self.lost_nz_next.next = self.lost_nz.q.val();
+        if self.room.q.val() {
+            if self.lost_nz.q.val() {
+                self.lost_nz_next.next = self.hit2_any.q.val();
+            }
+        } else if self.hit2_any.q.val() {
+            self.lost_nz_next.next = true;
+        }
+        self.sel_lost.d.next = self.room_next.val() & self.lost_nz_next.val();
+        self.sel_event.d.next = self.room_next.val() & !self.lost_nz_next.val() & self.hit2_any_next.val();
+        self.lost_acc.d.next = !self.room_next.val() & self.hit2_any_next.val();
         self.wq_valid.d.next = self.wr.val();
         self.wq_data.d.next = self.wdata.val();
         self.fifo.write.next = self.wq_valid.q.val();
@@ -345,8 +378,7 @@ impl<const N: usize> Logic for TagPipeline<N> {
         // Room ⇔ occ ≤ depth − 4 = 252 = 0_1111_1100b. Written as LUT logic, not a carry-chain
         // compare (the compare was the tagger's critical path at 150 MHz on the HX8K):
         // occ ≥ 253 ⇔ occ[8] | (occ[7:2] all ones & occ[1:0] ≠ 0). `Default` asserts the depth.
-        self.room.d.next = !(self.occ.q.val().get_bit(8)
-            | (self.occ.q.val().get_bits::<6>(2).all() & self.occ.q.val().get_bits::<2>(0).any()));
+        self.room.d.next = self.room_next.val();
         if self.wq_valid.q.val() & !self.fifo_rd.val() {
             self.occ.d.next = self.occ.q.val() + 1;
         }
