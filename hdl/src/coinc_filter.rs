@@ -86,6 +86,12 @@ pub struct CoincFilter<const N: usize> {
     cnt: [DFF<Bits<FILTER_WINDOW_BITS>>; N],
     s_r: DFF<Bits<N>>,
     ptr: DFF<Bits<8>>,
+    // The detection RAM's read address `ptr + W + S_AHEAD`, registered: `roff` = W + S_AHEAD
+    // + 1 from the window, `rptr` = ptr + roff a tick later (the two adders into the RAM's
+    // address were among the HX8K core's failing tick paths). A window change reaches the
+    // read address two ticks later.
+    roff: DFFWithInit<Bits<8>>,
+    rptr: DFFWithInit<Bits<8>>,
     ram_h: RAM<Bits<N>, 8>,
     ram_s: RAM<Bits<N>, 8>,
     kept_r: DFF<Bits<N>>,
@@ -121,6 +127,8 @@ impl<const N: usize> Default for CoincFilter<N> {
             cnt: array_init::array_init(|_| Default::default()),
             s_r: Default::default(),
             ptr: Default::default(),
+            roff: DFFWithInit::new((S_AHEAD + 1).to_bits()),
+            rptr: DFFWithInit::new(S_AHEAD.to_bits()),
             ram_h: Default::default(),
             ram_s: Default::default(),
             kept_r: Default::default(),
@@ -144,7 +152,7 @@ const S_AHEAD: u64 = 3;
 impl<const N: usize> Logic for CoincFilter<N> {
     #[hdl_gen]
     fn update(&mut self) {
-        dff_setup!(self, clock, hc, seen, near, coinc_r, dc, s_r, ptr, kept_r);
+        dff_setup!(self, clock, hc, seen, near, coinc_r, dc, s_r, ptr, roff, rptr, kept_r);
         // Delay compensation → `hc`.
         self.hc_next.next = 0.into();
         for i in 0..N {
@@ -221,8 +229,9 @@ impl<const N: usize> Logic for CoincFilter<N> {
         self.ram_s.write_address.next = self.ptr.q.val();
         self.ram_s.write_data.next = self.s_r.q.val();
         self.ram_s.write_enable.next = true;
-        self.ram_s.read_address.next =
-            self.ptr.q.val() + bit_cast::<8, FILTER_WINDOW_BITS>(self.window.val()) + self.s_ahead.val();
+        self.roff.d.next = bit_cast::<8, FILTER_WINDOW_BITS>(self.window.val()) + self.s_ahead.val() + 1;
+        self.rptr.d.next = self.ptr.q.val() + self.roff.q.val();
+        self.ram_s.read_address.next = self.rptr.q.val();
         self.kept_r.d.next = self.ram_h.read_data.val() & (self.ram_s.read_data.val() | self.pass.val());
         self.kept.next = self.kept_r.q.val();
     }
@@ -255,6 +264,8 @@ pub struct FilterModel {
     cnt: [u8; 8],
     s_r: u8,
     ptr: u8,
+    roff: u8,
+    rptr: u8,
     ram_h: [u8; 256],
     ram_s: [u8; 256],
     rh: u8,
@@ -281,6 +292,8 @@ impl FilterModel {
             cnt: [0; 8],
             s_r: 0,
             ptr: 0,
+            roff: S_AHEAD as u8 + 1,
+            rptr: S_AHEAD as u8,
             ram_h: [0; 256],
             ram_s: [0; 256],
             rh: 0,
@@ -346,7 +359,9 @@ impl FilterModel {
         // Block RAMs: read before write.
         let p = self.ptr as usize;
         let rh = self.ram_h[p];
-        let rs = self.ram_s[(p + w as usize + S_AHEAD as usize) & 255];
+        let rs = self.ram_s[self.rptr as usize];
+        self.rptr = self.ptr.wrapping_add(self.roff);
+        self.roff = w.wrapping_add(S_AHEAD as u8 + 1);
         self.ram_h[p] = self.hc;
         self.ram_s[p] = self.s_r;
         self.ptr = self.ptr.wrapping_add(1);
@@ -565,5 +580,36 @@ mod tests {
             simulate(&mut uut, 1000);
         }
         assert!(kept > 200, "{kept} kept");
+    }
+
+    /// The block against the model while the window, delays and groups change every few ticks
+    /// (so the read address's two-tick lag after a window change is exercised) under dense hits.
+    #[test]
+    fn rust_hdl_block_matches_model_while_settings_change() {
+        let mut uut = CoincFilter::<N>::default();
+        uut.connect_all();
+        let mut m = FilterModel::new(N);
+        let mut rng = ChaCha8Rng::seed_from_u64(21);
+        let mut cfg = FilterConfig { group: [0b00011, 0b01100, 0, 0], ..Default::default() };
+        let mut kept = 0;
+        for t in 0..6000 {
+            if rng.gen_range(0..6) == 0 {
+                cfg.window = rng.gen_range(0..=FILTER_MAX_WINDOW as u8);
+                if rng.gen_range(0..4) == 0 {
+                    cfg.delay[rng.gen_range(0..N)] = rng.gen_range(0..=FILTER_MAX_DELAY as u8);
+                }
+            }
+            set(&mut uut, &cfg);
+            let hits: u8 = (0..N).map(|c| (rng.gen_bool(0.15) as u8) << c).sum();
+            uut.hits.next = (hits as u64).into();
+            uut.clock.next = Clock::from(false);
+            simulate(&mut uut, 1000);
+            let want = m.step(hits, &cfg);
+            assert_eq!(uut.kept.val().to_u8(), want, "tick {t}");
+            kept += want.count_ones();
+            uut.clock.next = Clock::from(true);
+            simulate(&mut uut, 1000);
+        }
+        assert!(kept > 500, "{kept} kept");
     }
 }
