@@ -381,8 +381,9 @@ impl VerilatedTestSignal {
             put(*p, t);
         }
         put(self.pair_enable, cfg.pair_enable as u8);
-        put(self.pair_src, cfg.pair_src & 7);
-        put(self.pair_dst, cfg.pair_dst & 7);
+        // The block takes the pair channels one-hot (the core decodes them from `TS_CONFIG`).
+        put(self.pair_src, qkd_hdl::testsig::channel_mask(cfg.pair_src, TAGGER_CHANNELS));
+        put(self.pair_dst, qkd_hdl::testsig::channel_mask(cfg.pair_dst, TAGGER_CHANNELS));
         put(self.pair_delay, cfg.pair_delay);
     }
 
