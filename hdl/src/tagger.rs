@@ -336,6 +336,7 @@ impl<const N: usize> Logic for TagPipeline<N> {
                 );
             // An event in this tick starts the next lost count.
             self.lost.d.next = bit_cast::<LOST_BITS, 4>(self.hit2_n.q.val());
+            self.lost_nz.d.next = self.hit2_any.q.val();
         } else if self.sel_event.q.val() {
             self.wr.next = true;
             self.wdata.next = self.entry_event.val()
@@ -349,14 +350,14 @@ impl<const N: usize> Logic for TagPipeline<N> {
             // (room here means no lost count and no event: the branches above took those.)
             self.wr.next = true;
         } else if self.lost_acc.q.val() {
+            self.lost_nz.d.next = true;
             if self.lost.q.val() >= self.lost_half.val() {
                 self.lost.d.next = self.lost_max.val();
             } else {
                 self.lost.d.next = self.lost.q.val() + bit_cast::<LOST_BITS, 4>(self.hit2_n.q.val());
             }
         }
-        // `lost_nz`: a lost record restarts the count with this tick's events (`sel_lost`);
-        // events without room add to it (`lost_acc`). Then the decisions of the next tick.
+        // The next `lost_nz` as the branches above set it, and the decisions of the next tick.
         self.lost_nz_next.next = self.lost_nz.q.val();
         if self.room.q.val() {
             if self.lost_nz.q.val() {
@@ -365,7 +366,6 @@ impl<const N: usize> Logic for TagPipeline<N> {
         } else if self.hit2_any.q.val() {
             self.lost_nz_next.next = true;
         }
-        self.lost_nz.d.next = self.lost_nz_next.val();
         self.sel_lost.d.next = self.room_next.val() & self.lost_nz_next.val();
         self.sel_event.d.next = self.room_next.val() & !self.lost_nz_next.val() & self.hit2_any_next.val();
         self.lost_acc.d.next = !self.room_next.val() & self.hit2_any_next.val();
