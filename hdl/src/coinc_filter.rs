@@ -559,17 +559,25 @@ mod tests {
         }
     }
 
-    #[test]
-    fn rust_hdl_block_matches_model() {
-        let cfg = FilterConfig { delay: [0, 3, 7, 0, 1, 0, 0, 0], window: 3, group: [0b00011, 0b00101, 0b10110, 0], pass: 0b01000 };
+    /// Runs the rust-hdl block against the model for `ticks` ticks from configuration `cfg`,
+    /// which `change` may alter before each tick, with random hits (probability `p` per channel
+    /// and tick, from the same generator); returns the number of kept events.
+    fn block_vs_model(
+        mut cfg: FilterConfig,
+        ticks: u32,
+        p: f64,
+        seed: u64,
+        mut change: impl FnMut(&mut ChaCha8Rng, &mut FilterConfig),
+    ) -> u32 {
         let mut uut = CoincFilter::<N>::default();
         uut.connect_all();
-        set(&mut uut, &cfg);
         let mut m = FilterModel::new(N);
-        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut kept = 0;
-        for t in 0..4000 {
-            let hits: u8 = (0..N).map(|c| (rng.gen_bool(0.05) as u8) << c).sum();
+        for t in 0..ticks {
+            change(&mut rng, &mut cfg);
+            set(&mut uut, &cfg);
+            let hits: u8 = (0..N).map(|c| (rng.gen_bool(p) as u8) << c).sum();
             uut.hits.next = (hits as u64).into();
             uut.clock.next = Clock::from(false);
             simulate(&mut uut, 1000);
@@ -579,6 +587,13 @@ mod tests {
             uut.clock.next = Clock::from(true);
             simulate(&mut uut, 1000);
         }
+        kept
+    }
+
+    #[test]
+    fn rust_hdl_block_matches_model() {
+        let cfg = FilterConfig { delay: [0, 3, 7, 0, 1, 0, 0, 0], window: 3, group: [0b00011, 0b00101, 0b10110, 0], pass: 0b01000 };
+        let kept = block_vs_model(cfg, 4000, 0.05, 9, |_, _| {});
         assert!(kept > 200, "{kept} kept");
     }
 
@@ -586,30 +601,15 @@ mod tests {
     /// (so the read address's two-tick lag after a window change is exercised) under dense hits.
     #[test]
     fn rust_hdl_block_matches_model_while_settings_change() {
-        let mut uut = CoincFilter::<N>::default();
-        uut.connect_all();
-        let mut m = FilterModel::new(N);
-        let mut rng = ChaCha8Rng::seed_from_u64(21);
-        let mut cfg = FilterConfig { group: [0b00011, 0b01100, 0, 0], ..Default::default() };
-        let mut kept = 0;
-        for t in 0..6000 {
+        let cfg = FilterConfig { group: [0b00011, 0b01100, 0, 0], ..Default::default() };
+        let kept = block_vs_model(cfg, 6000, 0.15, 21, |rng, cfg| {
             if rng.gen_range(0..6) == 0 {
                 cfg.window = rng.gen_range(0..=FILTER_MAX_WINDOW as u8);
                 if rng.gen_range(0..4) == 0 {
                     cfg.delay[rng.gen_range(0..N)] = rng.gen_range(0..=FILTER_MAX_DELAY as u8);
                 }
             }
-            set(&mut uut, &cfg);
-            let hits: u8 = (0..N).map(|c| (rng.gen_bool(0.15) as u8) << c).sum();
-            uut.hits.next = (hits as u64).into();
-            uut.clock.next = Clock::from(false);
-            simulate(&mut uut, 1000);
-            let want = m.step(hits, &cfg);
-            assert_eq!(uut.kept.val().to_u8(), want, "tick {t}");
-            kept += want.count_ones();
-            uut.clock.next = Clock::from(true);
-            simulate(&mut uut, 1000);
-        }
+        });
         assert!(kept > 500, "{kept} kept");
     }
 }
