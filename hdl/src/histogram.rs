@@ -161,13 +161,25 @@ pub struct Histogram<const N: usize, const A: usize> {
     // The overflow count, as two 16-bit halves: the high half counts when the low half wraps,
     // known from a registered flag, so the increment is two 16-bit carry chains side by side
     // instead of one of 32 (it was the HX8K core's critical tick path). Same count.
-    ovf_lo: DFF<Bits<16>>,
-    ovf_hi: DFF<Bits<16>>,
+    ovf_lo: DFFWithInit<Bits<16>>,
+    ovf_hi: DFFWithInit<Bits<16>>,
     // `ovf_lo` is all ones.
-    lo_full: DFF<Bit>,
+    lo_full: DFFWithInit<Bit>,
     // The count is all ones (saturated): registered, so the counter's enable is one LUT of
     // flip-flops rather than a 32-bit AND tree feeding 32 clock enables.
-    ovf_max: DFF<Bit>,
+    ovf_max: DFFWithInit<Bit>,
+    // The clock enables of the low half (with `lo_full` and `ovf_max`) and of the high half,
+    // registered from the next values of `busy_r`, `ovf_ev`, `ovf_max` and `lo_full` (so each
+    // equals its expression of those in the same tick): one flip-flop drives each group of 16
+    // enables, instead of a LUT of four flip-flops (the high half's enable was a failing tick
+    // path of the HX8K core). `lo_en` = busy_r | (ovf_ev & !ovf_max); `hi_en` = busy_r |
+    // (ovf_ev & !ovf_max & lo_full).
+    lo_en: DFF<Bit>,
+    hi_en: DFF<Bit>,
+    busy_next: Signal<Local, Bit>,
+    ovf_ev_next: Signal<Local, Bit>,
+    ovf_max_next: Signal<Local, Bit>,
+    lo_full_next: Signal<Local, Bit>,
     lo_top: Constant<Bits<16>>,
     sh16: Constant<Bits<8>>,
     busy_r: DFF<Bit>,
@@ -245,10 +257,16 @@ impl<const N: usize, const A: usize> Default for Histogram<N, A> {
             f_data: Default::default(),
             upd: Default::default(),
             host: Default::default(),
-            ovf_lo: Default::default(),
-            ovf_hi: Default::default(),
-            lo_full: Default::default(),
-            ovf_max: Default::default(),
+            ovf_lo: DFFWithInit::new(0u64.to_bits()),
+            ovf_hi: DFFWithInit::new(0u64.to_bits()),
+            lo_full: DFFWithInit::new(false),
+            ovf_max: DFFWithInit::new(false),
+            lo_en: Default::default(),
+            hi_en: Default::default(),
+            busy_next: Default::default(),
+            ovf_ev_next: Default::default(),
+            ovf_max_next: Default::default(),
+            lo_full_next: Default::default(),
             lo_top: Constant::new(0xFFFEu64.to_bits()),
             sh16: Constant::new(16u64.to_bits()),
             busy_r: Default::default(),
@@ -279,6 +297,19 @@ impl<const N: usize, const A: usize> Histogram<N, A> {
         let init = || RAM::new((0..1u64 << A).map(|a| (a.to_bits(), (count as u64).to_bits())).collect());
         Self { upd: init(), host: init(), ..Default::default() }
     }
+
+    /// A histogram whose overflow count starts at `count` instead of zero (for tests of its
+    /// carry and saturation; the board cores use [`Default`]). A power-on value: a clear sweep
+    /// zeroes it as usual.
+    pub fn with_overflow(count: u32) -> Self {
+        Self {
+            ovf_lo: DFFWithInit::new(u64::from(count & 0xFFFF).to_bits()),
+            ovf_hi: DFFWithInit::new(u64::from(count >> 16).to_bits()),
+            lo_full: DFFWithInit::new(count & 0xFFFF == 0xFFFF),
+            ovf_max: DFFWithInit::new(count == HIST_COUNT_MAX),
+            ..Default::default()
+        }
+    }
 }
 
 impl<const N: usize, const A: usize> Logic for Histogram<N, A> {
@@ -286,8 +317,8 @@ impl<const N: usize, const A: usize> Logic for Histogram<N, A> {
     fn update(&mut self) {
         dff_setup!(
             self, clock, st1, sp1, ptr, st2, st3, left, left_zero, mask, mask_zero, age, aov, seen, stop_b, ev, ovf_ev, bin, m_valid, m_bin,
-            m_w, m_f, rq, c_valid, c_bin, c_two, w_we, w_clear, w_addr, w_lo, w_hi, w_hi_inc, w_lo_c, w_sat, f_we, f_addr, f_data, ovf_lo, ovf_hi, lo_full, ovf_max, busy_r,
-            clr
+            m_w, m_f, rq, c_valid, c_bin, c_two, w_we, w_clear, w_addr, w_lo, w_hi, w_hi_inc, w_lo_c, w_sat, f_we, f_addr, f_data, ovf_lo, ovf_hi, lo_full, ovf_max, lo_en, hi_en,
+            busy_r, clr
         );
         // Stage 1: channel select (numbers ≥ N select nothing).
         self.start_sel.next = false;
@@ -341,7 +372,8 @@ impl<const N: usize, const A: usize> Logic for Histogram<N, A> {
         self.stop_b.d.next = self.dl.read_data.val() & self.enable.val();
         // Stage E: the bin, and the read of its count.
         self.ev.d.next = self.stop_b.q.val() & self.seen.q.val() & !self.aov.q.val();
-        self.ovf_ev.d.next = self.stop_b.q.val() & (!self.seen.q.val() | self.aov.q.val());
+        self.ovf_ev_next.next = self.stop_b.q.val() & (!self.seen.q.val() | self.aov.q.val());
+        self.ovf_ev.d.next = self.ovf_ev_next.val();
         self.bin.d.next = self.age.q.val();
         self.upd.read_clock.next = self.clock.val();
         self.upd.read_address.next = self.bin.q.val();
@@ -419,30 +451,49 @@ impl<const N: usize, const A: usize> Logic for Histogram<N, A> {
         self.host.write_address.next = self.w_addr.q.val();
         self.host.write_data.next = self.wd.val();
         self.host.write_enable.next = self.w_we.q.val();
-        // Overflow counter.
-        if self.busy_r.q.val() {
-            self.ovf_lo.d.next = 0.into();
-            self.ovf_hi.d.next = 0.into();
-            self.lo_full.d.next = false;
-            self.ovf_max.d.next = false;
-        } else if self.ovf_ev.q.val() & !self.ovf_max.q.val() {
-            self.ovf_lo.d.next = self.ovf_lo.q.val() + 1;
-            if self.lo_full.q.val() {
+        // Overflow counter: a clear sweep zeroes it; otherwise an overflow event counts, up to
+        // all ones. `lo_en` / `hi_en` are those conditions, registered (see the fields).
+        if self.lo_en.q.val() {
+            if self.busy_r.q.val() {
+                self.ovf_lo.d.next = 0.into();
+                self.lo_full.d.next = false;
+                self.ovf_max.d.next = false;
+            } else {
+                self.ovf_lo.d.next = self.ovf_lo.q.val() + 1;
+                self.lo_full.d.next = self.ovf_lo.q.val() == self.lo_top.val();
+                self.ovf_max.d.next = self.ovf_hi.q.val().all() & (self.ovf_lo.q.val() == self.lo_top.val());
+            }
+        }
+        if self.hi_en.q.val() {
+            if self.busy_r.q.val() {
+                self.ovf_hi.d.next = 0.into();
+            } else {
                 self.ovf_hi.d.next = self.ovf_hi.q.val() + 1;
             }
-            self.lo_full.d.next = self.ovf_lo.q.val() == self.lo_top.val();
-            self.ovf_max.d.next = self.ovf_hi.q.val().all() & (self.ovf_lo.q.val() == self.lo_top.val());
         }
         // Clear sweep.
+        self.busy_next.next = self.busy_r.q.val();
         if self.clear.val() {
-            self.busy_r.d.next = true;
+            self.busy_next.next = true;
             self.clr.d.next = 0.into();
         } else if self.busy_r.q.val() {
             self.clr.d.next = self.clr.q.val() + 1;
             if self.clr.q.val().all() {
-                self.busy_r.d.next = false;
+                self.busy_next.next = false;
             }
         }
+        self.busy_r.d.next = self.busy_next.val();
+        // The next `ovf_max` and `lo_full` as the counter above sets them, and the next enables.
+        self.ovf_max_next.next = self.ovf_max.q.val();
+        self.lo_full_next.next = self.lo_full.q.val();
+        if self.lo_en.q.val() {
+            self.ovf_max_next.next =
+                !self.busy_r.q.val() & self.ovf_hi.q.val().all() & (self.ovf_lo.q.val() == self.lo_top.val());
+            self.lo_full_next.next = !self.busy_r.q.val() & (self.ovf_lo.q.val() == self.lo_top.val());
+        }
+        self.lo_en.d.next = self.busy_next.val() | (self.ovf_ev_next.val() & !self.ovf_max_next.val());
+        self.hi_en.d.next =
+            self.busy_next.val() | (self.ovf_ev_next.val() & !self.ovf_max_next.val() & self.lo_full_next.val());
         // Outputs.
         self.host.read_clock.next = self.rd_clock.val();
         self.host.read_address.next = self.rd_addr.val();
@@ -854,6 +905,33 @@ mod tests {
             last = step_both(&mut uut, &mut m, &HistogramIn { hits: (stop as u8) << 1, ..x }, t).overflow;
         }
         assert!(last > 1 << 16, "{last}");
+    }
+
+    /// The overflow count saturates at 2^32 − 1 and carries at every 2^16 on the way: counts
+    /// preloaded just below a carry or the limit, overflow stops (no start) every tick or every
+    /// other tick, checked against the model in every tick; then a clear zeroes it.
+    #[test]
+    fn rust_hdl_overflow_count_saturates() {
+        for (start, every) in [(HIST_COUNT_MAX - 5, 1u32), (HIST_COUNT_MAX - 3, 2), (0xFFFE_FFFD, 1), (0x0001_FFFE, 2)] {
+            let mut uut = Histogram::<N, A>::with_overflow(start);
+            uut.connect_all();
+            let mut m = HistogramModel::new(N, A);
+            m.ovf = start;
+            let x = HistogramIn { start_ch: 0, stop_ch: 1, enable: true, ..Default::default() };
+            let mut stops = 0u32;
+            for t in 0..40 {
+                let hit = t % every == 0;
+                stops += u32::from(hit);
+                step_both(&mut uut, &mut m, &HistogramIn { hits: u8::from(hit) << 1, ..x }, t);
+            }
+            // (Stops reach the counter a few ticks after they enter.)
+            let last = (40..50).map(|t| step_both(&mut uut, &mut m, &x, t).overflow).last();
+            assert_eq!(last, Some(start.saturating_add(stops)), "from {start:#x}, every {every}");
+            for t in 50..50 + (1 << A) + 8 {
+                step_both(&mut uut, &mut m, &HistogramIn { clear: t == 50, ..x }, t);
+            }
+            assert_eq!(uut.overflow.val().to_u32(), 0);
+        }
     }
 
     /// A count carries from its low 16-bit half into its high half (W picks the high half by

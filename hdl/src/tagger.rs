@@ -118,8 +118,11 @@ pub struct TagPipeline<const N: usize> {
     // Time base. The pipeline has a fixed latency, so the time stamp of the events in stage 2
     // is the tick count of three ticks earlier: rather than a counter and three registered
     // copies of it, one counter (`ts2_low`, `ts2_epoch`) runs three ticks behind (it starts
-    // counting in tick 3, `start`). `twrap` is high in the last tick of its epoch.
+    // counting in tick 3, `start`). `twrap` is high in the last tick of its epoch. `run` is
+    // `start` all ones, registered (set the tick `start` reaches 3): the counter's enable is
+    // one flip-flop, not a LUT of two (a failing tick path of the HX8K core).
     start: DFF<Bits<2>>,
+    run: DFF<Bit>,
     twrap: DFF<Bit>,
     // Stage 1: fire mask.
     hit1: DFF<Bits<MAX_CHANNELS>>,
@@ -212,6 +215,7 @@ impl<const N: usize> Default for TagPipeline<N> {
             empty: Default::default(),
             occupancy: Default::default(),
             start: Default::default(),
+            run: Default::default(),
             twrap: Default::default(),
             hit1: Default::default(),
             hit1b: Default::default(),
@@ -275,7 +279,7 @@ impl<const N: usize> Logic for TagPipeline<N> {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self, clock, start, twrap, hit1, hit1b, pop_lo, pop_hi, any_lo, any_hi, hit2,
+            self, clock, start, run, twrap, hit1, hit1b, pop_lo, pop_hi, any_lo, any_hi, hit2,
             hit2_n, hit2_any, ts2_low, ts2_epoch, boundary, room, sel_lost, sel_event, lost_acc, lost, lost_nz, started, occ,
             wq_valid, wq_data, ent, phase, fmt_busy, epoch_eq_lo, epoch_eq_hi, out, out_valid, last_epoch, epoch_valid
         );
@@ -287,7 +291,9 @@ impl<const N: usize> Logic for TagPipeline<N> {
         // hit of tick t reaches stage 2 in tick t + 3); 0 before.
         if !self.start.q.val().all() {
             self.start.d.next = self.start.q.val() + 1;
-        } else {
+        }
+        self.run.d.next = self.run.q.val() | (self.start.q.val() == 2);
+        if self.run.q.val() {
             self.ts2_low.d.next = self.ts2_low.q.val() + 1;
         }
         self.twrap.d.next = self.ts2_low.q.val() == self.low_max.val();
