@@ -23,6 +23,8 @@ pub const FIFO_ADDR_BITS: usize = 8;
 pub const OCCUPANCY_BITS: usize = FIFO_ADDR_BITS + 1;
 /// Width of an event-FIFO entry: kind (2), epoch (30), record (32).
 pub const ENTRY_BITS: usize = 64;
+/// Width of each half of the time base's epoch counter, in bits.
+const EPOCH_HALF_BITS: usize = EPOCH_BITS / 2;
 
 /// The event FIFO: [`EVENT_FIFO_DEPTH`] entries of [`ENTRY_BITS`] bits in block RAM.
 pub type EventFifo = EntryFifo<Bits<ENTRY_BITS>, FIFO_ADDR_BITS>;
@@ -136,8 +138,19 @@ pub struct TagPipeline<const N: usize> {
     hit2: DFF<Bits<MAX_CHANNELS>>,
     hit2_n: DFF<Bits<4>>,
     hit2_any: DFF<Bit>,
-    ts2_low: DFF<Bits<TIME_LOW_BITS>>,
-    ts2_epoch: DFF<Bits<EPOCH_BITS>>,
+    ts2_low: DFFWithInit<Bits<TIME_LOW_BITS>>,
+    // The epoch (`ts2_epoch`) as two 15-bit halves: the high half counts when the low half
+    // wraps, known from a registered flag (`ep_lo_full`: the low half is all ones) and a
+    // registered enable (`ep_hi_en`: `twrap` with `ep_lo_full`, set from `twrap`'s next value;
+    // `ep_lo_full` cannot change in between, as `twrap` pulses are 2^22 ticks apart), so the
+    // increment is two 15-bit carry chains side by side instead of one of 30 (a failing tick
+    // path of the HX8K core). Same count.
+    ep_lo: DFFWithInit<Bits<EPOCH_HALF_BITS>>,
+    ep_hi: DFFWithInit<Bits<EPOCH_HALF_BITS>>,
+    ep_lo_full: DFFWithInit<Bit>,
+    ep_hi_en: DFFWithInit<Bit>,
+    ts2_epoch: Signal<Local, Bits<EPOCH_BITS>>,
+    twrap_next: Signal<Local, Bit>,
     boundary: DFF<Bit>,
     room: DFF<Bit>,
     // The entry writer's decisions, registered from the next values of `room`, `lost_nz` and
@@ -191,6 +204,8 @@ pub struct TagPipeline<const N: usize> {
     entry_kind_shift: Constant<Bits<7>>,
     entry_epoch_shift: Constant<Bits<7>>,
     low_max: Constant<Bits<TIME_LOW_BITS>>,
+    ep_lo_top: Constant<Bits<EPOCH_HALF_BITS>>,
+    ep_half_shift: Constant<Bits<5>>,
     lost_max: Constant<Bits<LOST_BITS>>,
     lost_half: Constant<Bits<LOST_BITS>>,
     mask_shift: Constant<Bits<5>>,
@@ -228,8 +243,13 @@ impl<const N: usize> Default for TagPipeline<N> {
             hit2: Default::default(),
             hit2_n: Default::default(),
             hit2_any: Default::default(),
-            ts2_low: Default::default(),
+            ts2_low: DFFWithInit::new(0u64.to_bits()),
+            ep_lo: DFFWithInit::new(0u64.to_bits()),
+            ep_hi: DFFWithInit::new(0u64.to_bits()),
+            ep_lo_full: DFFWithInit::new(false),
+            ep_hi_en: DFFWithInit::new(false),
             ts2_epoch: Default::default(),
+            twrap_next: Default::default(),
             boundary: Default::default(),
             room: Default::default(),
             sel_lost: Default::default(),
@@ -268,9 +288,29 @@ impl<const N: usize> Default for TagPipeline<N> {
             entry_kind_shift: konst(62),
             entry_epoch_shift: konst(32),
             low_max: konst((1u64 << TIME_LOW_BITS) - 2),
+            ep_lo_top: konst((1u64 << EPOCH_HALF_BITS) - 2),
+            ep_half_shift: konst(EPOCH_HALF_BITS as u64),
             lost_max: konst(LOST_SATURATED as u64),
             lost_half: konst(1u64 << (LOST_BITS - 1)),
             mask_shift: konst(MASK_SHIFT as u64),
+        }
+    }
+}
+
+impl<const N: usize> TagPipeline<N> {
+    /// A tagger whose time base starts at epoch `epoch` and low count `low` (ticks) instead of
+    /// zero, so that tests reach the epoch counter's carries (a new epoch every 2^22 ticks; the
+    /// board cores use [`Default`]). A hit in tick `t` is then tagged with time
+    /// `epoch · 2^22 + low + t`.
+    pub fn with_time(epoch: u32, low: u32) -> Self {
+        assert!(u64::from(epoch) < 1 << EPOCH_BITS && u64::from(low) < 1 << TIME_LOW_BITS);
+        let half = (1u32 << EPOCH_HALF_BITS) - 1;
+        Self {
+            ts2_low: DFFWithInit::new(u64::from(low).to_bits()),
+            ep_lo: DFFWithInit::new(u64::from(epoch & half).to_bits()),
+            ep_hi: DFFWithInit::new(u64::from(epoch >> EPOCH_HALF_BITS).to_bits()),
+            ep_lo_full: DFFWithInit::new(epoch & half == half),
+            ..Default::default()
         }
     }
 }
@@ -280,7 +320,7 @@ impl<const N: usize> Logic for TagPipeline<N> {
     fn update(&mut self) {
         dff_setup!(
             self, clock, start, run, twrap, hit1, hit1b, pop_lo, pop_hi, any_lo, any_hi, hit2,
-            hit2_n, hit2_any, ts2_low, ts2_epoch, boundary, room, sel_lost, sel_event, lost_acc, lost, lost_nz, started, occ,
+            hit2_n, hit2_any, ts2_low, ep_lo, ep_hi, ep_lo_full, ep_hi_en, boundary, room, sel_lost, sel_event, lost_acc, lost, lost_nz, started, occ,
             wq_valid, wq_data, ent, phase, fmt_busy, epoch_eq_lo, epoch_eq_hi, out, out_valid, last_epoch, epoch_valid
         );
         self.fifo.clock.next = self.clock.val();
@@ -296,10 +336,18 @@ impl<const N: usize> Logic for TagPipeline<N> {
         if self.run.q.val() {
             self.ts2_low.d.next = self.ts2_low.q.val() + 1;
         }
-        self.twrap.d.next = self.ts2_low.q.val() == self.low_max.val();
+        self.twrap_next.next = self.ts2_low.q.val() == self.low_max.val();
+        self.twrap.d.next = self.twrap_next.val();
         if self.twrap.q.val() {
-            self.ts2_epoch.d.next = self.ts2_epoch.q.val() + 1;
+            self.ep_lo.d.next = self.ep_lo.q.val() + 1;
+            self.ep_lo_full.d.next = self.ep_lo.q.val() == self.ep_lo_top.val();
         }
+        if self.ep_hi_en.q.val() {
+            self.ep_hi.d.next = self.ep_hi.q.val() + 1;
+        }
+        self.ep_hi_en.d.next = self.twrap_next.val() & self.ep_lo_full.q.val();
+        self.ts2_epoch.next = (bit_cast::<EPOCH_BITS, EPOCH_HALF_BITS>(self.ep_hi.q.val()) << self.ep_half_shift.val())
+            | bit_cast::<EPOCH_BITS, EPOCH_HALF_BITS>(self.ep_lo.q.val());
         // Stage 1b: popcounts of channels 0-3 and 4-7.
         self.fire_lo.next = 0.into();
         self.fire_hi.next = 0.into();
@@ -332,11 +380,11 @@ impl<const N: usize> Logic for TagPipeline<N> {
         self.started.d.next = self.started.q.val() | self.room.q.val();
         self.wr.next = false;
         self.wdata.next = self.entry_tick.val()
-            | (bit_cast::<ENTRY_BITS, EPOCH_BITS>(self.ts2_epoch.q.val()) << self.entry_epoch_shift.val());
+            | (bit_cast::<ENTRY_BITS, EPOCH_BITS>(self.ts2_epoch.val()) << self.entry_epoch_shift.val());
         if self.sel_lost.q.val() {
             self.wr.next = true;
             self.wdata.next = self.entry_lost.val()
-                | (bit_cast::<ENTRY_BITS, EPOCH_BITS>(self.ts2_epoch.q.val()) << self.entry_epoch_shift.val())
+                | (bit_cast::<ENTRY_BITS, EPOCH_BITS>(self.ts2_epoch.val()) << self.entry_epoch_shift.val())
                 | bit_cast::<ENTRY_BITS, RECORD_BITS>(
                     self.kind_lost.val() | bit_cast::<RECORD_BITS, LOST_BITS>(self.lost.q.val()),
                 );
@@ -346,7 +394,7 @@ impl<const N: usize> Logic for TagPipeline<N> {
         } else if self.sel_event.q.val() {
             self.wr.next = true;
             self.wdata.next = self.entry_event.val()
-                | (bit_cast::<ENTRY_BITS, EPOCH_BITS>(self.ts2_epoch.q.val()) << self.entry_epoch_shift.val())
+                | (bit_cast::<ENTRY_BITS, EPOCH_BITS>(self.ts2_epoch.val()) << self.entry_epoch_shift.val())
                 | bit_cast::<ENTRY_BITS, RECORD_BITS>(
                     self.kind_event.val()
                         | (bit_cast::<RECORD_BITS, MAX_CHANNELS>(self.hit2.q.val()) << self.mask_shift.val())
@@ -440,6 +488,50 @@ impl<const N: usize> Logic for TagPipeline<N> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The epoch counter carries from its low half into its high half and wraps at 2^30: time
+    /// bases preloaded a few ticks before the end of an epoch, one hit every 7 ticks; the
+    /// records must give every hit its full time across the wrap, with exactly one EPOCH record
+    /// for each of the two epochs.
+    #[test]
+    fn rust_hdl_epoch_carries_across_its_halves() {
+        use crate::tagfmt::Record;
+        const LOW: u64 = 1 << TIME_LOW_BITS;
+        for epoch in [5u32, 0x7FFF, 0x7FFE, 0x1234_7FFF, (1 << EPOCH_BITS) - 1] {
+            let low = (LOW - 30) as u32;
+            let mut uut = TagPipeline::<2>::with_time(epoch, low);
+            uut.connect_all();
+            simulate(&mut uut, 1000);
+            let (mut want, mut got, mut epochs) = (Vec::new(), Vec::new(), Vec::new());
+            let mut cur_epoch = None;
+            for t in 0..120u64 {
+                let hit = t >= 3 && t < 80 && t % 7 == 0;
+                if hit {
+                    let time = (u64::from(epoch) * LOW + u64::from(low) + t) % (LOW << EPOCH_BITS);
+                    want.push(time);
+                }
+                uut.hits.next = u64::from(hit).into();
+                uut.read.next = !uut.empty.val();
+                if !uut.empty.val() {
+                    match Record::decode(uut.data_out.val().to_u32()).unwrap() {
+                        Record::Epoch(e) => {
+                            cur_epoch = Some(u64::from(e));
+                            epochs.push(e);
+                        }
+                        Record::Event { time_low, .. } => got.push(cur_epoch.unwrap() * LOW + u64::from(time_low)),
+                        Record::Lost(n) => panic!("lost {n}"),
+                    }
+                }
+                uut.clock.next = Clock::from(true);
+                simulate(&mut uut, 1000);
+                uut.clock.next = Clock::from(false);
+                simulate(&mut uut, 1000);
+            }
+            assert_eq!(got, want, "from epoch {epoch:#x}");
+            // One EPOCH record per epoch entered, with no wrong one in between.
+            assert_eq!(epochs, [epoch, (epoch + 1) % (1 << EPOCH_BITS)], "from epoch {epoch:#x}");
+        }
+    }
 
     #[test]
     fn tagger_synthesizes_in_yosys() {
