@@ -25,12 +25,6 @@ pub const OCCUPANCY_BITS: usize = FIFO_ADDR_BITS + 1;
 pub const ENTRY_BITS: usize = 64;
 /// Width of each half of the time base's epoch counter, in bits.
 const EPOCH_HALF_BITS: usize = EPOCH_BITS / 2;
-/// Width of the lost count's low part, in bits.
-const LOST_LO_BITS: usize = 10;
-/// Width of the lost count's high part, in bits.
-const LOST_HI_BITS: usize = LOST_BITS - LOST_LO_BITS;
-/// Width of the low part's sum (with its carry), in bits.
-const LOST_SUM_BITS: usize = LOST_LO_BITS + 1;
 
 /// The event FIFO: [`EVENT_FIFO_DEPTH`] entries of [`ENTRY_BITS`] bits in block RAM.
 pub type EventFifo = EntryFifo<Bits<ENTRY_BITS>, FIFO_ADDR_BITS>;
@@ -172,17 +166,7 @@ pub struct TagPipeline<const N: usize> {
     lost_nz_next: Signal<Local, Bit>,
     hit2_any_next: Signal<Local, Bit>,
     // Entry writer.
-    // The lost count (`lost` below) as a low part and a high part, with `lost_hi_inc` =
-    // `lost_hi + 1` kept registered beside it: when the low part's sum carries, the high part
-    // takes `lost_hi_inc` (and that register counts on), so the 30-bit sum is a 10-bit carry
-    // chain and a 20-bit incrementer between registers, not one 30-bit chain into the lost
-    // count's multiplexer (a failing tick path of the HX8K core). Same count, saturation
-    // included (`lost ≥ 2^29` is the high part's top bit).
-    lost_lo: DFF<Bits<LOST_LO_BITS>>,
-    lost_hi: DFF<Bits<LOST_HI_BITS>>,
-    lost_hi_inc: DFFWithInit<Bits<LOST_HI_BITS>>,
-    lost: Signal<Local, Bits<LOST_BITS>>,
-    lost_sum: Signal<Local, Bits<LOST_SUM_BITS>>,
+    lost: DFF<Bits<LOST_BITS>>,
     lost_nz: DFF<Bit>,
     started: DFF<Bit>,
     occ: DFF<Bits<OCCUPANCY_BITS>>,
@@ -222,9 +206,7 @@ pub struct TagPipeline<const N: usize> {
     low_max: Constant<Bits<TIME_LOW_BITS>>,
     ep_lo_top: Constant<Bits<EPOCH_HALF_BITS>>,
     ep_half_shift: Constant<Bits<5>>,
-    lo_shift: Constant<Bits<5>>,
-    lo_ones: Constant<Bits<LOST_LO_BITS>>,
-    hi_ones: Constant<Bits<LOST_HI_BITS>>,
+    lost_max: Constant<Bits<LOST_BITS>>,
     lost_half: Constant<Bits<LOST_BITS>>,
     mask_shift: Constant<Bits<5>>,
 }
@@ -240,8 +222,6 @@ impl<const N: usize> Default for TagPipeline<N> {
         assert_eq!(1 << FIFO_ADDR_BITS, EVENT_FIFO_DEPTH);
         // The room flag's logic is written out for this depth.
         assert_eq!(EVENT_FIFO_DEPTH, 256);
-        // A saturated lost count is all ones (both parts).
-        assert_eq!(u64::from(LOST_SATURATED), (1 << LOST_BITS) - 1);
         Self {
             clock: Default::default(),
             hits: Default::default(),
@@ -278,11 +258,7 @@ impl<const N: usize> Default for TagPipeline<N> {
             room_next: Default::default(),
             lost_nz_next: Default::default(),
             hit2_any_next: Default::default(),
-            lost_lo: Default::default(),
-            lost_hi: Default::default(),
-            lost_hi_inc: DFFWithInit::new(1u64.to_bits()),
             lost: Default::default(),
-            lost_sum: Default::default(),
             lost_nz: Default::default(),
             started: Default::default(),
             occ: Default::default(),
@@ -314,9 +290,7 @@ impl<const N: usize> Default for TagPipeline<N> {
             low_max: konst((1u64 << TIME_LOW_BITS) - 2),
             ep_lo_top: konst((1u64 << EPOCH_HALF_BITS) - 2),
             ep_half_shift: konst(EPOCH_HALF_BITS as u64),
-            lo_shift: konst(LOST_LO_BITS as u64),
-            lo_ones: konst((1 << LOST_LO_BITS) - 1),
-            hi_ones: konst((1 << LOST_HI_BITS) - 1),
+            lost_max: konst(LOST_SATURATED as u64),
             lost_half: konst(1u64 << (LOST_BITS - 1)),
             mask_shift: konst(MASK_SHIFT as u64),
         }
@@ -346,7 +320,7 @@ impl<const N: usize> Logic for TagPipeline<N> {
     fn update(&mut self) {
         dff_setup!(
             self, clock, start, run, twrap, hit1, hit1b, pop_lo, pop_hi, any_lo, any_hi, hit2,
-            hit2_n, hit2_any, ts2_low, ep_lo, ep_hi, ep_lo_full, ep_hi_en, boundary, room, sel_lost, sel_event, lost_acc, lost_lo, lost_hi, lost_hi_inc, lost_nz, started, occ,
+            hit2_n, hit2_any, ts2_low, ep_lo, ep_hi, ep_lo_full, ep_hi_en, boundary, room, sel_lost, sel_event, lost_acc, lost, lost_nz, started, occ,
             wq_valid, wq_data, ent, phase, fmt_busy, epoch_eq_lo, epoch_eq_hi, out, out_valid, last_epoch, epoch_valid
         );
         self.fifo.clock.next = self.clock.val();
@@ -404,10 +378,6 @@ impl<const N: usize> Logic for TagPipeline<N> {
         // Entry writer: at most one entry per tick, chosen from registered flags. The first tick
         // with room always writes something, so `started` is simply "room was seen".
         self.started.d.next = self.started.q.val() | self.room.q.val();
-        self.lost.next = (bit_cast::<LOST_BITS, LOST_HI_BITS>(self.lost_hi.q.val()) << self.lo_shift.val())
-            | bit_cast::<LOST_BITS, LOST_LO_BITS>(self.lost_lo.q.val());
-        self.lost_sum.next = bit_cast::<LOST_SUM_BITS, LOST_LO_BITS>(self.lost_lo.q.val())
-            + bit_cast::<LOST_SUM_BITS, 4>(self.hit2_n.q.val());
         self.wr.next = false;
         self.wdata.next = self.entry_tick.val()
             | (bit_cast::<ENTRY_BITS, EPOCH_BITS>(self.ts2_epoch.val()) << self.entry_epoch_shift.val());
@@ -416,12 +386,10 @@ impl<const N: usize> Logic for TagPipeline<N> {
             self.wdata.next = self.entry_lost.val()
                 | (bit_cast::<ENTRY_BITS, EPOCH_BITS>(self.ts2_epoch.val()) << self.entry_epoch_shift.val())
                 | bit_cast::<ENTRY_BITS, RECORD_BITS>(
-                    self.kind_lost.val() | bit_cast::<RECORD_BITS, LOST_BITS>(self.lost.val()),
+                    self.kind_lost.val() | bit_cast::<RECORD_BITS, LOST_BITS>(self.lost.q.val()),
                 );
             // An event in this tick starts the next lost count.
-            self.lost_lo.d.next = bit_cast::<LOST_LO_BITS, 4>(self.hit2_n.q.val());
-            self.lost_hi.d.next = 0.into();
-            self.lost_hi_inc.d.next = 1.into();
+            self.lost.d.next = bit_cast::<LOST_BITS, 4>(self.hit2_n.q.val());
             self.lost_nz.d.next = self.hit2_any.q.val();
         } else if self.sel_event.q.val() {
             self.wr.next = true;
@@ -437,17 +405,10 @@ impl<const N: usize> Logic for TagPipeline<N> {
             self.wr.next = true;
         } else if self.lost_acc.q.val() {
             self.lost_nz.d.next = true;
-            if self.lost.val() >= self.lost_half.val() {
-                // 2^29 or more: saturated (all ones; `lost_hi_inc` wraps with it).
-                self.lost_lo.d.next = self.lo_ones.val();
-                self.lost_hi.d.next = self.hi_ones.val();
-                self.lost_hi_inc.d.next = 0.into();
+            if self.lost.q.val() >= self.lost_half.val() {
+                self.lost.d.next = self.lost_max.val();
             } else {
-                self.lost_lo.d.next = bit_cast::<LOST_LO_BITS, LOST_SUM_BITS>(self.lost_sum.val());
-                if (self.lost_sum.val() >> self.lo_shift.val()).any() {
-                    self.lost_hi.d.next = self.lost_hi_inc.q.val();
-                    self.lost_hi_inc.d.next = self.lost_hi_inc.q.val() + 1;
-                }
+                self.lost.d.next = self.lost.q.val() + bit_cast::<LOST_BITS, 4>(self.hit2_n.q.val());
             }
         }
         // The next `lost_nz` as the branches above set it, and the decisions of the next tick.
@@ -572,12 +533,11 @@ mod tests {
         }
     }
 
-    /// Lost counts beyond the low part's 2^10 (the high part takes `lost_hi_inc`): five
-    /// channels pulsing every other tick while nothing is read for 2 600 ticks, then a drain and
-    /// a second overflow, the rust-hdl block against the cycle model in every tick; one LOST
-    /// record must count more than 3 · 2^10 events.
+    /// Long overflows: five channels pulsing every other tick while nothing is read for 2 600
+    /// ticks, then a drain and a second overflow, the rust-hdl block against the cycle model
+    /// in every tick; one LOST record must count more than 3 · 2^10 events.
     #[test]
-    fn rust_hdl_lost_counts_carry_into_the_high_part() {
+    fn rust_hdl_long_overflows_match_model() {
         use crate::tagfmt::Record;
         use crate::tagger_model::{ReadPort, TaggerConfig, TaggerModel};
         let mut uut = TimeTagger::<5>::default();
