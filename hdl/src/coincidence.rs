@@ -123,14 +123,6 @@ pub struct Coincidence<const N: usize> {
     left_lo: DFF<Bits<16>>,
     left_hi: DFF<Bits<16>>,
     left_lo_zero: DFF<Bit>,
-    // `left_hi - 1`, registered every tick; `hi_dec`: `left_hi` takes it in this tick (the tick
-    // after `left_lo` wrapped), so no carry chain feeds `left_hi`'s multiplexer.
-    left_hi_m1: DFF<Bits<16>>,
-    hi_dec: DFF<Bit>,
-    // `left_hi == 0` and `left_lo == 2`, registered from the counters' next values, so that
-    // `at_two` is one LUT instead of two 16-bit compares.
-    hi_zero: DFFWithInit<Bit>,
-    lo_two: DFF<Bit>,
     gate_reload: DFFWithInit<Bit>,
     gate_end: DFF<Bit>,
     seq: DFF<Bits<16>>,
@@ -225,10 +217,6 @@ impl<const N: usize> Default for Coincidence<N> {
             left_lo: Default::default(),
             left_hi: Default::default(),
             left_lo_zero: Default::default(),
-            left_hi_m1: Default::default(),
-            hi_dec: Default::default(),
-            hi_zero: DFFWithInit::new(true),
-            lo_two: Default::default(),
             gate_reload: DFFWithInit::new(true),
             gate_end: Default::default(),
             seq: Default::default(),
@@ -301,7 +289,7 @@ impl<const N: usize> Logic for Coincidence<N> {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self, clock, dh, seen, near, coinc_r, dh2, left_lo, left_hi, left_lo_zero, left_hi_m1, hi_dec, hi_zero, lo_two, gate_reload, gate_end, vsel, visit_r, flushing_r, seq, slot, fresh, flush, bank, w_en,
+            self, clock, dh, seen, near, coinc_r, dh2, left_lo, left_hi, left_lo_zero, gate_reload, gate_end, vsel, visit_r, flushing_r, seq, slot, fresh, flush, bank, w_en,
             w_addr, w_fresh, w_flush, done, rq, w2_en, w2_addr, w2_add, w2_flush, lo, hi, hi_inc, w3_en, w3_addr,
             w3_flush
         );
@@ -361,35 +349,23 @@ impl<const N: usize> Logic for Coincidence<N> {
             self.gate_eff.next = (self.gate.val() & self.gate_hi.val()) | self.min_gate.val();
         }
         // The ticks left, `gate_left` of the model, are `left_hi:left_lo`, two 16-bit down
-        // counters (the high one moves when the low one wraps: `left_lo_zero`, registered, and
-        // then `hi_dec` a tick later, so for the one tick after a wrap `left_hi` is one too
-        // high: nothing reads it then, `at_two` needs `left_lo == 2`), so that no 32-bit carry
-        // chain limits the clock. `gate_left ≤ 1` is `gate_reload`, registered: the tick after
-        // `gate_left == 2`, or after a reload with a stopped gate (a running gate reloads with
-        // at least MIN_GATE ticks; power-on reloads).
-        self.at_two.next = self.hi_zero.q.val() & self.lo_two.q.val();
+        // counters (the high one moves when the low one wraps: `left_lo_zero`, registered), so
+        // that no 32-bit carry chain limits the clock. `gate_left ≤ 1` is `gate_reload`,
+        // registered: the tick after `gate_left == 2`, or after a reload with a stopped gate
+        // (a running gate reloads with at least MIN_GATE ticks; power-on reloads).
+        self.at_two.next = (self.left_hi.q.val() == 0) & (self.left_lo.q.val() == 2);
         self.gate_end.d.next = self.at_two.val();
         self.gate_reload.d.next = self.at_two.val();
-        self.left_hi_m1.d.next = self.left_hi.q.val() - 1;
-        self.hi_dec.d.next = false;
         if self.gate_reload.q.val() {
             self.left_lo.d.next = self.gate_eff.val().get_bits::<16>(0);
             self.left_hi.d.next = self.gate_eff.val().get_bits::<16>(16);
             self.left_lo_zero.d.next = self.gate_eff.val().get_bits::<16>(0) == 0;
             self.gate_reload.d.next = self.gate.val() == 0;
-            self.hi_zero.d.next = self.gate.val().get_bits::<16>(16) == 0;
-            // The low half of the effective gate is 2 only when the high half is not zero
-            // (gates below 64 ticks count as 64).
-            self.lo_two.d.next =
-                (self.gate.val().get_bits::<16>(0) == 2) & (self.gate.val().get_bits::<16>(16) != 0);
         } else {
             self.left_lo.d.next = self.left_lo.q.val() - 1;
             self.left_lo_zero.d.next = self.left_lo.q.val() == 1;
-            self.lo_two.d.next = self.left_lo.q.val() == 3;
-            self.hi_dec.d.next = self.left_lo_zero.q.val();
-            if self.hi_dec.q.val() {
-                self.left_hi.d.next = self.left_hi_m1.q.val();
-                self.hi_zero.d.next = self.left_hi_m1.q.val() == 0;
+            if self.left_lo_zero.q.val() {
+                self.left_hi.d.next = self.left_hi.q.val() - 1;
             }
         }
         // Counted events of this tick (`dh2` and `coinc_r`, both one tick old) by slot.
@@ -903,8 +879,8 @@ mod tests {
     }
 
     /// Gates longer than 2^16 ticks, so the gate timer's high half counts: a low half of 2 at
-    /// the reload (`lo_two` from the gate, `at_two` as soon as the high half runs out) and of
-    /// 0 (the high half moves the tick after the reload), against the model in every tick.
+    /// the reload (`at_two` as soon as the high half runs out) and of 0 (the high half moves
+    /// the tick after the reload), against the model in every tick.
     #[test]
     fn rust_hdl_gates_beyond_two_to_the_sixteen_match_model() {
         let cfg = CoincidenceConfig { window: 2, group: [0b00011, 0, 0, 0], gate: 0x1_0002, ..Default::default() };
