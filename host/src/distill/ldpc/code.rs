@@ -43,6 +43,10 @@ pub(crate) struct Code {
     pub untainted: Vec<u32>,
     /// Largest row weight.
     pub max_row_degree: usize,
+    /// Per edge, the index of the edge of the mother code it comes from (the identity for a
+    /// mother code; see [`Code::split`]): how decoder messages carry over between the codes of
+    /// successive blind rounds.
+    pub origin: Vec<u32>,
 }
 
 impl Code {
@@ -54,6 +58,55 @@ impl Code {
     /// Columns of row `r`.
     pub fn row(&self, r: usize) -> &[u32] {
         &self.cols[self.row_ptr[r] as usize..self.row_ptr[r + 1] as usize]
+    }
+
+    /// The code with the first `s` rows of `order` (distinct rows of this mother code) each
+    /// split in two: row `r` keeps the columns at even positions of its (sorted) column list,
+    /// and a new row `m + j` (for `order[j]`) takes those at odd positions. The split code
+    /// has `m + s` checks; its syndrome is the mother syndrome with, for every split row, the
+    /// parity of its even half, and the odd half's parity is the mother bit XOR that. So
+    /// each split discloses one bit, and lowers the rate with checks of half the degree
+    /// (check splitting: no punctured bits needed for rate adaptation).
+    pub fn split(&self, order: &[u32], s: usize) -> Code {
+        assert!(s <= order.len() && s <= self.m, "split of {s} rows of {}", self.m);
+        let mut is_split = vec![false; self.m];
+        for &r in &order[..s] {
+            assert!(!std::mem::replace(&mut is_split[r as usize], true), "row {r} split twice");
+        }
+        let mut row_ptr = Vec::with_capacity(self.m + s + 1);
+        let mut cols = Vec::with_capacity(self.cols.len());
+        let mut origin = Vec::with_capacity(self.cols.len());
+        row_ptr.push(0u32);
+        let push_row = |r: usize, parity: Option<usize>, cols: &mut Vec<u32>, origin: &mut Vec<u32>| {
+            let lo = self.row_ptr[r] as usize;
+            for (i, &c) in self.row(r).iter().enumerate() {
+                if parity.map_or(true, |p| i % 2 == p) {
+                    cols.push(c);
+                    origin.push(self.origin[lo + i]);
+                }
+            }
+        };
+        for r in 0..self.m {
+            push_row(r, is_split[r].then_some(0), &mut cols, &mut origin);
+            row_ptr.push(cols.len() as u32);
+        }
+        for &r in &order[..s] {
+            push_row(r as usize, Some(1), &mut cols, &mut origin);
+            row_ptr.push(cols.len() as u32);
+        }
+        let max_row_degree = row_ptr.windows(2).map(|w| (w[1] - w[0]) as usize).max().unwrap_or(0);
+        Code { n: self.n, m: self.m + s, row_ptr, cols, untainted: Vec::new(), max_row_degree, origin }
+    }
+
+    /// Check-to-variable messages of `old` (one per edge, row order) carried over to this
+    /// code, both split from the same mother code: each edge takes the message of the edge
+    /// of `old` with the same origin; every edge of this code must have one there.
+    pub fn carry_messages(&self, old: &Code, msgs: &[i16]) -> Vec<i16> {
+        let mut at = vec![u32::MAX; old.origin.iter().map(|&o| o as usize + 1).max().unwrap_or(0)];
+        for (e, &o) in old.origin.iter().enumerate() {
+            at[o as usize] = e as u32;
+        }
+        self.origin.iter().map(|&o| msgs[at[o as usize] as usize]).collect()
     }
 
     /// Syndrome `H·x` of the packed (LSB-first) frame `x`, packed into words.
@@ -159,7 +212,8 @@ pub(crate) fn build_with(n: usize, m: usize, seed: u64, profile: &[(usize, f64)]
         row_ptr.push(cols.len() as u32);
     }
     let untainted = untainted_set(&var_checks, m, &mut rng);
-    Code { n, m, row_ptr, cols, untainted, max_row_degree }
+    let origin = (0..cols.len() as u32).collect();
+    Code { n, m, row_ptr, cols, untainted, max_row_degree, origin }
 }
 
 /// Picks a check for the next edge of the current column: a random free socket that closes
