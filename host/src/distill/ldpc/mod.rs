@@ -266,7 +266,7 @@ pub enum Adaptation {
     #[default]
     Puncture,
     /// No punctured bits: a round splits the next [`LdpcParams::reveal_step`] checks of the
-    /// mother code in two ([`code::Code::split`]) and discloses the parity of one half of
+    /// mother code in two (see `Code::split` in `code.rs`) and discloses the parity of one half of
     /// each (the other half's parity follows from the syndrome). One disclosed bit per
     /// split, as for a revealed punctured bit, but the first attempt decodes the whole mother
     /// code instead of a punctured one, and the lower-rate codes have lighter checks. At
