@@ -200,25 +200,26 @@ fn cells_and_brams(log: &str, plog: &Path) -> Result<((u32, u32), (u32, u32)), S
 }
 
 /// yosys `synth_ice40` and nextpnr-ice40 for module `top` of the Verilog file `v`, at the
-/// tagger clock of `board`, with pin constraints `pcf` (none: nextpnr places the ports) and
-/// the placed design written to `asc` if given. Writes `<top>.json`, `<top>.yosys.log` and
+/// tagger clock of `board`, with `pins` = (pin constraints `.pcf`, placed design `.asc` to
+/// write) if given (none: nextpnr places the ports and nothing is written), with the extra yosys options `synth_options`
+/// (see [`TopKind::yosys_synth_options`]). Writes `<top>.json`, `<top>.yosys.log` and
 /// `<top>.nextpnr.log` into `out_dir`; returns the nextpnr log. A design larger than the
 /// device gives [`SynthError::DoesNotFit`].
 fn place_and_route(
     board: Board,
     top: &str,
     v: &Path,
-    pcf: Option<&Path>,
-    asc: Option<&Path>,
+    pins: Option<(&Path, &Path)>,
     out_dir: &Path,
     seed: u32,
+    synth_options: &str,
 ) -> Result<String, SynthError> {
     let json = out_dir.join(format!("{top}.json"));
     let ylog = out_dir.join(format!("{top}.yosys.log"));
     let plog = out_dir.join(format!("{top}.nextpnr.log"));
     run(
         "yosys",
-        &["-q", "-p", &format!("synth_ice40 -abc9 -dff -top {top} -json {}", json.display()), &v.to_string_lossy()],
+        &["-q", "-p", &format!("synth_ice40 -abc9 -dff {synth_options} -top {top} -json {}", json.display()), &v.to_string_lossy()],
         &ylog,
     )?;
     let freq = format!("{}", board.clock_mhz());
@@ -234,13 +235,9 @@ fn place_and_route(
     // A clock enable promoted onto a global buffer costs ~3.7 ns of routing: more than half a
     // 150 MHz period (it was the tagger's critical path on the HX8K).
     args.push("--no-promote-globals");
-    let pcf = pcf.map(|p| p.to_string_lossy().into_owned());
-    if let Some(p) = &pcf {
-        args.extend(["--pcf", p]);
-    }
-    let asc = asc.map(|p| p.to_string_lossy().into_owned());
-    if let Some(a) = &asc {
-        args.extend(["--asc", a]);
+    let pins = pins.map(|(pcf, asc)| (pcf.to_string_lossy().into_owned(), asc.to_string_lossy().into_owned()));
+    if let Some((pcf, asc)) = &pins {
+        args.extend(["--pcf", pcf, "--asc", asc]);
     }
     let placed = run("nextpnr-ice40", &args, &plog);
     if let Err(e) = placed {
@@ -300,7 +297,7 @@ pub fn synthesize_block(
     std::fs::create_dir_all(out_dir).map_err(|source| SynthError::Io { path: out_dir.into(), source })?;
     let v = out_dir.join(format!("block_{name}.v"));
     std::fs::write(&v, verilog).map_err(|source| SynthError::Io { path: v.clone(), source })?;
-    let log = place_and_route(board, name, &v, None, None, out_dir, seed)?;
+    let log = place_and_route(board, name, &v, None, out_dir, seed, "")?;
     let plog = out_dir.join(format!("{name}.nextpnr.log"));
     let parse = |what| SynthError::Parse { log: plog.clone(), what };
     let ((logic_cells, _), (brams, _)) = cells_and_brams(&log, &plog)?;
@@ -341,7 +338,7 @@ pub fn synthesize(
     let pcf = constraints_dir.join(format!("{}.pcf", board.name()));
     let plog = out_dir.join(format!("{name}.nextpnr.log"));
     let target = board.clock_mhz();
-    let log = place_and_route(board, name, &v, Some(&pcf), Some(&asc), out_dir, seed)?;
+    let log = place_and_route(board, name, &v, Some((&pcf, &asc)), out_dir, seed, kind.yosys_synth_options(board))?;
     run("icepack", &[&asc.to_string_lossy(), &bin.to_string_lossy()], &out_dir.join(format!("{name}.icepack.log")))?;
     let parse = |what| SynthError::Parse { log: plog.clone(), what };
     let ((logic_cells, logic_cells_total), (brams, brams_total)) = cells_and_brams(&log, &plog)?;

@@ -343,6 +343,21 @@ impl TopKind {
     /// Every top kind.
     pub const ALL: [TopKind; 2] = [TopKind::Core, TopKind::Stream];
 
+    /// Extra yosys `synth_ice40` options for this top on `board`. The HX8K core top fills
+    /// ~95 % of the logic cells, and with the default options nextpnr 0.4 could not legalise
+    /// its placement at seeds 1-3 nor with `--placer-heap-beta 0.95` ("Unable to find legal
+    /// placement"): the eight cells of a logic tile share one clock enable, so a flip-flop
+    /// enable that drives only one or two flip-flops scatters them over tiles.
+    /// `-dffe_min_ce_use 4` folds such enables into the LUT in front of the flip-flop, so
+    /// every enable left is shared by at least four flip-flops; the top then places (7 305
+    /// logic cells, seed 1; 7 314 with 8). `scripts/timing-report` uses the same options.
+    pub fn yosys_synth_options(self, board: Board) -> &'static str {
+        match (self, board) {
+            (TopKind::Core, Board::Hx8k) => "-dffe_min_ce_use 4",
+            _ => "",
+        }
+    }
+
     /// Short name, the prefix of the top module and its files (`top`, `stream`).
     pub fn name(self) -> &'static str {
         match self {
