@@ -16,7 +16,7 @@
 //!
 //! Schedule: row-layered (each check updates the posteriors immediately), which needs about
 //! half the iterations of flooding. Check update: exact box-plus with a 16-entry correction
-//! table (`_mm256_shuffle_epi8` lookup), forward/backward along the row ([`Rule::BoxPlus`]), or
+//! table (`_mm256_shuffle_epi8` lookup), forward/backward along the two halves of each row ([`Rule::BoxPlus`]), or
 //! min-sum scaled by `alpha/32` ([`Rule::MinSum`]). A frame can resume from the messages of an
 //! earlier failed attempt ([`Job::resume`]).
 //! Convergence: a lane is a candidate when, during one iteration, the hard decisions seen by
@@ -563,43 +563,46 @@ impl Lanes<'_> {
         out
     }
 
-    /// [`Lanes::iterate`] with the box-plus rule: a forward pass stores the extrinsic value
-    /// of every edge and the box-plus of the magnitudes before it; a backward pass combines
-    /// that with the box-plus of the magnitudes after it.
+    /// [`Lanes::iterate`] with the box-plus rule. Each row is split into a left half `A` and a
+    /// right half `B`, run as two independent dependency chains (a box-plus is about eight
+    /// dependent instructions; two chains decode 7–22 % more iterations per second than one
+    /// along the whole row, four no more than two: `diag` at n = 32 768, QBER 1 % and 5 %).
+    /// The first pass stores the extrinsic value of every edge and, per edge, the box-plus of
+    /// the magnitudes before it in `A` (left to right) or after it in `B` (right to left),
+    /// ending with the box-plus `TA` of all of `A` and `TB` of all of `B`. The second pass
+    /// walks `A` right to left from `TB` and `B` left to right from `TA`, so that each edge
+    /// combines what its first-pass value lacks: every other magnitude of the row.
     #[inline(always)]
     fn iterate_bp<O: Ops>(&mut self) -> V {
         let code = self.code;
         let (post, msg, syn) = (&mut self.post[..], &mut self.msg[..], &self.syn[..]);
         let (tmp, fwd) = (&mut self.tmp[..], &mut self.fwd[..]);
-        let (one, top, bottom) = (O::splat(1), O::splat(LLR_MAX), O::splat(-LLR_MAX));
+        let top = O::splat(LLR_MAX);
         let mut unsat = O::splat(0);
         for r in 0..code.m {
             let (lo, hi) = (code.row_ptr[r] as usize, code.row_ptr[r + 1] as usize);
-            let cols = &code.cols[lo..hi];
+            let (d, cols) = (hi - lo, &code.cols[lo..hi]);
+            let h = d / 2;
             let msgs = &mut msg[lo..hi];
-            let (tmp, fwd) = (&mut tmp[..hi - lo], &mut fwd[..hi - lo]);
-            let mut sign = O::load(&syn[r]);
-            let mut parity = sign;
-            let mut acc = top;
-            for (((&c, m), t_out), f_out) in cols.iter().zip(msgs.iter()).zip(tmp.iter_mut()).zip(fwd.iter_mut()) {
-                let p = O::load(&post[c as usize]);
-                // |p|, |m| <= LLR_MAX: no overflow.
-                let t = p.sub(O::load(m));
-                t.store(t_out);
-                acc.store(f_out);
-                parity = parity.xor(p);
-                sign = sign.xor(t);
-                acc = acc.boxplus(t.abs());
+            let (tmp, fwd) = (&mut tmp[..d], &mut fwd[..d]);
+            let mut first = FirstPass { sign: O::load(&syn[r]), parity: O::load(&syn[r]) };
+            let (mut acc_a, mut acc_b) = (top, top);
+            for k in 0..h {
+                first.edge(post, cols, msgs, tmp, fwd, k, &mut acc_a);
+                first.edge(post, cols, msgs, tmp, fwd, d - 1 - k, &mut acc_b);
             }
-            unsat = unsat.or(parity);
-            let mut acc = top;
-            for (((&c, m), t), f) in cols.iter().zip(msgs.iter_mut()).zip(tmp.iter()).zip(fwd.iter()).rev() {
-                let t = O::load(t);
-                let mag = O::load(f).boxplus(acc).min(top);
-                acc = acc.boxplus(t.abs());
-                let v = mag.sign(sign.xor(t).or(one));
-                v.store(m);
-                t.adds(v).min(top).max(bottom).store(&mut post[c as usize]);
+            if d > 2 * h {
+                first.edge(post, cols, msgs, tmp, fwd, h, &mut acc_b);
+            }
+            unsat = unsat.or(first.parity);
+            let sign = first.sign;
+            let (mut acc_a, mut acc_b) = (acc_b, acc_a);
+            for k in 0..h {
+                second_pass_edge(post, cols, msgs, tmp, fwd, h - 1 - k, &mut acc_a, sign);
+                second_pass_edge(post, cols, msgs, tmp, fwd, h + k, &mut acc_b, sign);
+            }
+            if d > 2 * h {
+                second_pass_edge(post, cols, msgs, tmp, fwd, d - 1, &mut acc_b, sign);
             }
         }
         let mut out = [0; LANES];
@@ -632,6 +635,48 @@ impl Lanes<'_> {
         }
         words
     }
+}
+
+/// Running sign and parity of the first pass of a box-plus row update ([`Lanes::iterate_bp`]).
+struct FirstPass<O> {
+    /// Syndrome bit xor the signs of the extrinsic values so far (sign bit per lane).
+    sign: O,
+    /// Syndrome bit xor the signs of the posteriors so far: negative where the hard decisions
+    /// do not satisfy the check.
+    parity: O,
+}
+
+impl<O: Ops> FirstPass<O> {
+    /// First pass over edge `e` of the row: stores its extrinsic value `post − msg` in
+    /// `tmp[e]` and the chain value before it in `fwd[e]`, then adds its magnitude to `acc`.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn edge(&mut self, post: &[V], cols: &[u32], msgs: &[V], tmp: &mut [V], fwd: &mut [V], e: usize, acc: &mut O) {
+        let p = O::load(&post[cols[e] as usize]);
+        // |p|, |m| <= LLR_MAX: no overflow.
+        let t = p.sub(O::load(&msgs[e]));
+        t.store(&mut tmp[e]);
+        acc.store(&mut fwd[e]);
+        self.parity = self.parity.xor(p);
+        self.sign = self.sign.xor(t);
+        *acc = acc.boxplus(t.abs());
+    }
+}
+
+/// Second pass over edge `e` of a row ([`Lanes::iterate_bp`]): the new message is the
+/// box-plus of `fwd[e]` and the chain value `acc` (the magnitudes of every other edge of the
+/// row) with the sign that makes the row's parity match `sign`; it is stored and added to the
+/// posterior, and the edge's own magnitude is added to `acc`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn second_pass_edge<O: Ops>(post: &mut [V], cols: &[u32], msgs: &mut [V], tmp: &[V], fwd: &[V], e: usize, acc: &mut O, sign: O) {
+    let (one, top, bottom) = (O::splat(1), O::splat(LLR_MAX), O::splat(-LLR_MAX));
+    let t = O::load(&tmp[e]);
+    let mag = O::load(&fwd[e]).boxplus(*acc).min(top);
+    *acc = acc.boxplus(t.abs());
+    let v = mag.sign(sign.xor(t).or(one));
+    v.store(&mut msgs[e]);
+    t.adds(v).min(top).max(bottom).store(&mut post[cols[e] as usize]);
 }
 
 #[cfg(test)]
