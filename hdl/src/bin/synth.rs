@@ -5,14 +5,15 @@
 //! full-core status is reported but not fatal (the core tops miss their clocks yet).
 //!
 //! Usage: `cargo run -p qkd-hdl --bin qkd-hdl-synth -- [--board icebreaker|hx8k]...
-//! [--top stream|top]... [--out build] [--blocks]`; `--blocks` builds the blocks that run at
+//! [--top stream|top]... [--out build] [--seed N] [--seeds K] [--blocks]`; `--seeds K` tries
+//! K placer seeds per top until one meets timing and keeps the best; `--blocks` builds the blocks that run at
 //! the tagger clock each alone instead, and reports their Fmax.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use qkd_hdl::synth::{synthesize, synthesize_block, SynthError};
+use qkd_hdl::synth::{synthesize_block, synthesize_seeds, SynthError};
 use qkd_hdl::top::{Board, TopKind};
 
 /// Synthesize, place and route the board tops.
@@ -31,9 +32,13 @@ struct Args {
     /// Directory of the pin constraint files.
     #[arg(long, default_value = "constraints")]
     constraints: PathBuf,
-    /// nextpnr placer seed.
+    /// nextpnr placer seed (the first of the sweep with `--seeds`).
     #[arg(long, default_value_t = 1)]
     seed: u32,
+    /// Seeds to try per top: SEED, SEED+1, ..., until one meets every clock's target; the
+    /// best build is kept under the top's usual names (`qkd_hdl::synth::synthesize_seeds`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    seeds: u32,
     /// Instead of the board tops, build each block that runs at the tagger clock
     /// (`qkd_hdl::verilog::TICK_DOMAIN_BLOCKS`) alone and report its Fmax (into OUT/blocks;
     /// HX8K only: a block alone puts every port on a pin).
@@ -75,8 +80,18 @@ fn main() -> anyhow::Result<()> {
         for &board in &boards {
             let top = kind.module_name(board);
             let fatal = kind == TopKind::Stream;
-            match synthesize(board, kind, &vdir, &args.constraints, &args.out.join("synth"), args.seed) {
-                Ok(r) => {
+            let seeds: Vec<u32> = (args.seed..).take(args.seeds as usize).collect();
+            match synthesize_seeds(board, kind, &vdir, &args.constraints, &args.out.join("synth"), &seeds) {
+                Ok(sweep) => {
+                    if sweep.tried.len() > 1 {
+                        for (seed, t) in &sweep.tried {
+                            match t {
+                                Ok(r) => eprintln!("  {top} seed {seed}: {}", r.clocks.iter().map(|(n, f, t)| format!("{n} {f:.1}/{t:.0} MHz")).collect::<Vec<_>>().join(", ")),
+                                Err(e) => eprintln!("  {top} seed {seed}: {e}"),
+                            }
+                        }
+                    }
+                    let r = sweep.best;
                     println!("{r}");
                     if fatal && !r.meets_timing() {
                         failed.push(format!("{top}: {}", r.timing_failures().join(", ")));
