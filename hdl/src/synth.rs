@@ -210,29 +210,27 @@ fn cells_and_brams(log: &str, plog: &Path) -> Result<((u32, u32), (u32, u32)), S
     ))
 }
 
-/// yosys `synth_ice40` and nextpnr-ice40 for module `top` of the Verilog file `v`, at the
-/// tagger clock of `board`, with `pins` = (pin constraints `.pcf`, placed design `.asc` to
-/// write) if given (none: nextpnr places the ports and nothing is written), with the extra yosys options `synth_options`
-/// (see [`TopKind::yosys_synth_options`]). Writes `<top>.json`, `<top>.yosys.log` and
-/// `<top>.nextpnr.log` into `out_dir`; returns the nextpnr log. A design larger than the
-/// device gives [`SynthError::DoesNotFit`].
-fn place_and_route(
-    board: Board,
-    top: &str,
-    v: &Path,
-    pins: Option<(&Path, &Path)>,
-    out_dir: &Path,
-    seed: u32,
-    synth_options: &str,
-) -> Result<String, SynthError> {
+/// yosys `synth_ice40` of module `top` of the Verilog file `v`, with the extra options
+/// `synth_options` (see [`TopKind::yosys_synth_options`]); writes `<top>.json` and
+/// `<top>.yosys.log` into `out_dir` and returns the netlist's path.
+fn yosys(top: &str, v: &Path, out_dir: &Path, synth_options: &str) -> Result<PathBuf, SynthError> {
     let json = out_dir.join(format!("{top}.json"));
     let ylog = out_dir.join(format!("{top}.yosys.log"));
-    let plog = out_dir.join(format!("{top}.nextpnr.log"));
     run(
         "yosys",
         &["-q", "-p", &format!("synth_ice40 -abc9 -dff {synth_options} -top {top} -json {}", json.display()), &v.to_string_lossy()],
         &ylog,
     )?;
+    Ok(json)
+}
+
+/// nextpnr-ice40 for the netlist `json` of module `top`, at the tagger clock of `board`,
+/// with `pins` = (pin constraints `.pcf`, placed design `.asc` to write) if given (none:
+/// nextpnr places the ports and nothing is written). Writes `<top>.pre_pack.py` and
+/// `<top>.nextpnr.log` into `out_dir`; returns the log. A design larger than the device gives
+/// [`SynthError::DoesNotFit`].
+fn nextpnr(board: Board, top: &str, json: &Path, pins: Option<(&Path, &Path)>, out_dir: &Path, seed: u32) -> Result<String, SynthError> {
+    let plog = out_dir.join(format!("{top}.nextpnr.log"));
     let freq = format!("{}", board.clock_mhz());
     let seed = seed.to_string();
     let [dev, pkg] = board.nextpnr_args();
@@ -308,7 +306,8 @@ pub fn synthesize_block(
     std::fs::create_dir_all(out_dir).map_err(|source| SynthError::Io { path: out_dir.into(), source })?;
     let v = out_dir.join(format!("block_{name}.v"));
     std::fs::write(&v, verilog).map_err(|source| SynthError::Io { path: v.clone(), source })?;
-    let log = place_and_route(board, name, &v, None, out_dir, seed, "")?;
+    let json = yosys(name, &v, out_dir, "")?;
+    let log = nextpnr(board, name, &json, None, out_dir, seed)?;
     let plog = out_dir.join(format!("{name}.nextpnr.log"));
     let parse = |what| SynthError::Parse { log: plog.clone(), what };
     let ((logic_cells, _), (brams, _)) = cells_and_brams(&log, &plog)?;
@@ -340,16 +339,31 @@ pub fn synthesize(
     out_dir: &Path,
     seed: u32,
 ) -> Result<SynthReport, SynthError> {
+    let json = synthesize_netlist(board, kind, verilog_dir, out_dir)?;
+    place_top(board, kind, &json, constraints_dir, out_dir, seed)
+}
+
+/// yosys for the `kind` top of `board` (Verilog in `verilog_dir`) into `out_dir`, which it
+/// creates; the netlist's path.
+fn synthesize_netlist(board: Board, kind: TopKind, verilog_dir: &Path, out_dir: &Path) -> Result<PathBuf, SynthError> {
+    std::fs::create_dir_all(out_dir).map_err(|source| SynthError::Io { path: out_dir.into(), source })?;
+    let top = kind.module_name(board);
+    yosys(&top, &verilog_dir.join(format!("{top}.v")), out_dir, kind.yosys_synth_options(board))
+}
+
+/// nextpnr (seed `seed`) and icepack for the netlist `json` of the `kind` top of `board`,
+/// into `out_dir` (created if needed), with the pins of `constraints_dir/<board>.pcf`; the
+/// figures read back from the log.
+fn place_top(board: Board, kind: TopKind, json: &Path, constraints_dir: &Path, out_dir: &Path, seed: u32) -> Result<SynthReport, SynthError> {
     std::fs::create_dir_all(out_dir).map_err(|source| SynthError::Io { path: out_dir.into(), source })?;
     let top = kind.module_name(board);
     let name = top.as_str();
-    let v = verilog_dir.join(format!("{top}.v"));
     let asc = out_dir.join(format!("{name}.asc"));
     let bin = out_dir.join(format!("{name}.bin"));
     let pcf = constraints_dir.join(format!("{}.pcf", board.name()));
     let plog = out_dir.join(format!("{name}.nextpnr.log"));
     let target = board.clock_mhz();
-    let log = place_and_route(board, name, &v, Some((&pcf, &asc)), out_dir, seed, kind.yosys_synth_options(board))?;
+    let log = nextpnr(board, name, json, Some((&pcf, &asc)), out_dir, seed)?;
     run("icepack", &[&asc.to_string_lossy(), &bin.to_string_lossy()], &out_dir.join(format!("{name}.icepack.log")))?;
     let parse = |what| SynthError::Parse { log: plog.clone(), what };
     let ((logic_cells, logic_cells_total), (brams, brams_total)) = cells_and_brams(&log, &plog)?;
@@ -393,8 +407,8 @@ pub struct SeedSweep {
 /// [`synthesize`] with each nextpnr seed of `seeds` in turn, until one meets every clock's
 /// target: at 60–95 % of an iCE40 the placer's seed moves Fmax by ±10 % (the UP5K core top's
 /// tick clock: 55.3, 60.8, 62.4, 57.0 and 63.7 MHz at seeds 1 to 5), so timing closure is a
-/// search, as in the vendors' flows. Each seed builds into `out_dir/seed-<n>`; the chosen
-/// build's `.bin`, `.asc` and `.nextpnr.log` are copied to `out_dir`. A seed for which
+/// search, as in the vendors' flows. yosys runs once (its netlist and log in `out_dir`), then
+/// each seed places and routes into `out_dir/seed-<n>`; the chosen build's `.bin`, `.asc` and `.nextpnr.log` are copied to `out_dir`. A seed for which
 /// nextpnr fails (no legal placement) is recorded and the sweep goes on; a design that does
 /// not fit ([`SynthError::DoesNotFit`], the same for every seed) ends it. If no seed builds,
 /// the last seed's error is returned.
@@ -406,9 +420,10 @@ pub fn synthesize_seeds(
     out_dir: &Path,
     seeds: &[u32],
 ) -> Result<SeedSweep, SynthError> {
+    let json = synthesize_netlist(board, kind, verilog_dir, out_dir)?;
     let mut tried: Vec<(u32, Result<SynthReport, SynthError>)> = Vec::new();
     for &seed in seeds {
-        let r = synthesize(board, kind, verilog_dir, constraints_dir, &out_dir.join(format!("seed-{seed}")), seed);
+        let r = place_top(board, kind, &json, constraints_dir, &out_dir.join(format!("seed-{seed}")), seed);
         if let Err(e @ SynthError::DoesNotFit { .. }) = r {
             return Err(e);
         }

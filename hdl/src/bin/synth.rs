@@ -44,6 +44,11 @@ struct Args {
     /// HX8K only: a block alone puts every port on a pin).
     #[arg(long)]
     blocks: bool,
+    /// Print the extra yosys `synth_ice40` options of the one top given by `--board` and
+    /// `--top` (`TopKind::yosys_synth_options`; empty when none) and exit, so that scripts
+    /// running yosys themselves (`scripts/timing-report`) use the flow's options.
+    #[arg(long)]
+    print_yosys_options: bool,
 }
 
 /// The members of `all` whose name is in `chosen` (all of them when `chosen` is empty).
@@ -53,6 +58,14 @@ fn pick<T: Copy>(all: &[T], chosen: &[String], name: impl Fn(T) -> &'static str)
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.print_yosys_options {
+        let (boards, kinds) = (pick(&Board::ALL, &args.boards, Board::name), pick(&TopKind::ALL, &args.tops, TopKind::name));
+        let ([board], [kind]) = (boards.as_slice(), kinds.as_slice()) else {
+            bail!("--print-yosys-options needs exactly one --board and one --top");
+        };
+        println!("{}", kind.yosys_synth_options(*board));
+        return Ok(());
+    }
     let vdir = args.out.join("verilog");
     qkd_hdl::verilog::write_all(&vdir).with_context(|| format!("writing Verilog into {}", vdir.display()))?;
     let boards = pick(&Board::ALL, &args.boards, Board::name);
