@@ -25,13 +25,6 @@ pub const OCCUPANCY_BITS: usize = FIFO_ADDR_BITS + 1;
 pub const ENTRY_BITS: usize = 64;
 /// Width of each half of the time base's epoch counter, in bits.
 const EPOCH_HALF_BITS: usize = EPOCH_BITS / 2;
-/// Bits of each half of the lost count (`LOST_BITS` = 2 · 15), and of the low half's sum
-/// with its carry.
-const LOST_HALF_BITS: usize = LOST_BITS / 2;
-const LOST_SUM_BITS: usize = LOST_HALF_BITS + 1;
-// (`update` names bits 14, the high half's top, and 15, the sum's carry, as literals: the
-// Verilog generator does not carry Rust constants into a bit index.)
-const _: () = assert!(LOST_HALF_BITS == 15 && LOST_BITS == 2 * LOST_HALF_BITS && LOST_SATURATED as u64 == (1 << LOST_BITS) - 1);
 
 /// The event FIFO: [`EVENT_FIFO_DEPTH`] entries of [`ENTRY_BITS`] bits in block RAM.
 pub type EventFifo = EntryFifo<Bits<ENTRY_BITS>, FIFO_ADDR_BITS>;
@@ -146,15 +139,6 @@ pub struct TagPipeline<const N: usize> {
     hit2_n: DFF<Bits<4>>,
     hit2_any: DFF<Bit>,
     ts2_low: DFFWithInit<Bits<TIME_LOW_BITS>>,
-    // `twrap`'s next value is `ts2_low == 2^22 - 2`, a 22-input compare: three LUT levels,
-    // which with the HX8K core's routing was its failing tick path (7.8 ns of 6.67). It is split
-    // in time: `low_ones` bit k registers "bits 2+4k..5+4k of `ts2_low` are all ones" (one LUT
-    // each), and the compare ANDs those five flags with the two low bits (two levels). The flags
-    // are one tick old, but whenever the low bits read 10b the upper twenty did not change in
-    // that tick (the counter steps by at most one, from 01b or not at all), so the result is the
-    // same in every tick. Initialised from the counter's initial value.
-    low_ones: DFFWithInit<Bits<LOW_ONES_CHUNKS>>,
-    low_ones_next: Signal<Local, Bits<LOW_ONES_CHUNKS>>,
     // The epoch (`ts2_epoch`) as two 15-bit halves: the high half counts when the low half
     // wraps, known from a registered flag (`ep_lo_full`: the low half is all ones) and a
     // registered enable (`ep_hi_en`: `twrap` with `ep_lo_full`, set from `twrap`'s next value;
@@ -181,15 +165,8 @@ pub struct TagPipeline<const N: usize> {
     room_next: Signal<Local, Bit>,
     lost_nz_next: Signal<Local, Bit>,
     hit2_any_next: Signal<Local, Bit>,
-    // Entry writer. The lost count as two 15-bit halves: the low half adds the events of the
-    // tick, and the high half counts up by one when that addition carries out (at most 8 are
-    // added, so by at most one). The high half's increment is its own 15-bit chain from its
-    // own flip-flops, enabled by the low half's carry, so the longest chain is 15 bits, not
-    // 30 (the 30-bit add was the HX8K core's failing tick path at seed 2, 8.4 ns of 6.67).
-    // Saturation (count ≥ 2^29) is the high half's top bit. Same count.
-    lost_lo: DFF<Bits<LOST_HALF_BITS>>,
-    lost_hi: DFF<Bits<LOST_HALF_BITS>>,
-    lost_sum: Signal<Local, Bits<LOST_SUM_BITS>>,
+    // Entry writer.
+    lost: DFF<Bits<LOST_BITS>>,
     lost_nz: DFF<Bit>,
     started: DFF<Bit>,
     occ: DFF<Bits<OCCUPANCY_BITS>>,
@@ -226,20 +203,12 @@ pub struct TagPipeline<const N: usize> {
     entry_lost: Constant<Bits<ENTRY_BITS>>,
     entry_kind_shift: Constant<Bits<7>>,
     entry_epoch_shift: Constant<Bits<7>>,
+    low_max: Constant<Bits<TIME_LOW_BITS>>,
     ep_lo_top: Constant<Bits<EPOCH_HALF_BITS>>,
     ep_half_shift: Constant<Bits<5>>,
-    lost_half_max: Constant<Bits<LOST_HALF_BITS>>,
-    lost_hi_shift: Constant<Bits<5>>,
+    lost_max: Constant<Bits<LOST_BITS>>,
+    lost_half: Constant<Bits<LOST_BITS>>,
     mask_shift: Constant<Bits<5>>,
-}
-
-/// Four-bit groups of `ts2_low` above its two low bits (`TIME_LOW_BITS` = 2 + 4 · 5).
-const LOW_ONES_CHUNKS: usize = (TIME_LOW_BITS - 2) / 4;
-const _: () = assert!(TIME_LOW_BITS == 2 + 4 * LOW_ONES_CHUNKS);
-
-/// `low_ones` for a counter value `low`: bit k = bits 2+4k..5+4k of `low` all ones.
-fn low_ones_of(low: u64) -> u64 {
-    (0..LOW_ONES_CHUNKS).filter(|k| (low >> (2 + 4 * k)) & 0xF == 0xF).map(|k| 1 << k).sum()
 }
 
 /// A constant of any width from a `u64`.
@@ -275,8 +244,6 @@ impl<const N: usize> Default for TagPipeline<N> {
             hit2_n: Default::default(),
             hit2_any: Default::default(),
             ts2_low: DFFWithInit::new(0u64.to_bits()),
-            low_ones: DFFWithInit::new(low_ones_of(0).to_bits()),
-            low_ones_next: Default::default(),
             ep_lo: DFFWithInit::new(0u64.to_bits()),
             ep_hi: DFFWithInit::new(0u64.to_bits()),
             ep_lo_full: DFFWithInit::new(false),
@@ -291,9 +258,7 @@ impl<const N: usize> Default for TagPipeline<N> {
             room_next: Default::default(),
             lost_nz_next: Default::default(),
             hit2_any_next: Default::default(),
-            lost_lo: Default::default(),
-            lost_hi: Default::default(),
-            lost_sum: Default::default(),
+            lost: Default::default(),
             lost_nz: Default::default(),
             started: Default::default(),
             occ: Default::default(),
@@ -322,10 +287,11 @@ impl<const N: usize> Default for TagPipeline<N> {
             entry_lost: konst(crate::tagger_model::ENTRY_LOST << 62),
             entry_kind_shift: konst(62),
             entry_epoch_shift: konst(32),
+            low_max: konst((1u64 << TIME_LOW_BITS) - 2),
             ep_lo_top: konst((1u64 << EPOCH_HALF_BITS) - 2),
             ep_half_shift: konst(EPOCH_HALF_BITS as u64),
-            lost_half_max: konst((1u64 << LOST_HALF_BITS) - 1),
-            lost_hi_shift: konst(LOST_HALF_BITS as u64),
+            lost_max: konst(LOST_SATURATED as u64),
+            lost_half: konst(1u64 << (LOST_BITS - 1)),
             mask_shift: konst(MASK_SHIFT as u64),
         }
     }
@@ -341,7 +307,6 @@ impl<const N: usize> TagPipeline<N> {
         let half = (1u32 << EPOCH_HALF_BITS) - 1;
         Self {
             ts2_low: DFFWithInit::new(u64::from(low).to_bits()),
-            low_ones: DFFWithInit::new(low_ones_of(u64::from(low)).to_bits()),
             ep_lo: DFFWithInit::new(u64::from(epoch & half).to_bits()),
             ep_hi: DFFWithInit::new(u64::from(epoch >> EPOCH_HALF_BITS).to_bits()),
             ep_lo_full: DFFWithInit::new(epoch & half == half),
@@ -355,7 +320,7 @@ impl<const N: usize> Logic for TagPipeline<N> {
     fn update(&mut self) {
         dff_setup!(
             self, clock, start, run, twrap, hit1, hit1b, pop_lo, pop_hi, any_lo, any_hi, hit2,
-            hit2_n, hit2_any, ts2_low, low_ones, ep_lo, ep_hi, ep_lo_full, ep_hi_en, boundary, room, sel_lost, sel_event, lost_acc, lost_lo, lost_hi, lost_nz, started, occ,
+            hit2_n, hit2_any, ts2_low, ep_lo, ep_hi, ep_lo_full, ep_hi_en, boundary, room, sel_lost, sel_event, lost_acc, lost, lost_nz, started, occ,
             wq_valid, wq_data, ent, phase, fmt_busy, epoch_eq_lo, epoch_eq_hi, out, out_valid, last_epoch, epoch_valid
         );
         self.fifo.clock.next = self.clock.val();
@@ -371,15 +336,7 @@ impl<const N: usize> Logic for TagPipeline<N> {
         if self.run.q.val() {
             self.ts2_low.d.next = self.ts2_low.q.val() + 1;
         }
-        self.low_ones_next.next = 0.into();
-        for k in 0..LOW_ONES_CHUNKS {
-            self.low_ones_next.next =
-                self.low_ones_next.val().replace_bit(k, self.ts2_low.q.val().get_bits::<4>(2 + 4 * k).all());
-        }
-        self.low_ones.d.next = self.low_ones_next.val();
-        self.twrap_next.next = self.low_ones.q.val().all()
-            & self.ts2_low.q.val().get_bit(1)
-            & !self.ts2_low.q.val().get_bit(0);
+        self.twrap_next.next = self.ts2_low.q.val() == self.low_max.val();
         self.twrap.d.next = self.twrap_next.val();
         if self.twrap.q.val() {
             self.ep_lo.d.next = self.ep_lo.q.val() + 1;
@@ -418,8 +375,6 @@ impl<const N: usize> Logic for TagPipeline<N> {
             | (self.occ.q.val().get_bits::<6>(2).all() & self.occ.q.val().get_bits::<2>(0).any()));
         // The epoch boundary: ts2 entered a new epoch in this tick.
         self.boundary.d.next = self.twrap.q.val();
-        self.lost_sum.next = bit_cast::<LOST_SUM_BITS, LOST_HALF_BITS>(self.lost_lo.q.val())
-            + bit_cast::<LOST_SUM_BITS, 4>(self.hit2_n.q.val());
         // Entry writer: at most one entry per tick, chosen from registered flags. The first tick
         // with room always writes something, so `started` is simply "room was seen".
         self.started.d.next = self.started.q.val() | self.room.q.val();
@@ -431,13 +386,10 @@ impl<const N: usize> Logic for TagPipeline<N> {
             self.wdata.next = self.entry_lost.val()
                 | (bit_cast::<ENTRY_BITS, EPOCH_BITS>(self.ts2_epoch.val()) << self.entry_epoch_shift.val())
                 | bit_cast::<ENTRY_BITS, RECORD_BITS>(
-                    self.kind_lost.val()
-                        | (bit_cast::<RECORD_BITS, LOST_HALF_BITS>(self.lost_hi.q.val()) << self.lost_hi_shift.val())
-                        | bit_cast::<RECORD_BITS, LOST_HALF_BITS>(self.lost_lo.q.val()),
+                    self.kind_lost.val() | bit_cast::<RECORD_BITS, LOST_BITS>(self.lost.q.val()),
                 );
             // An event in this tick starts the next lost count.
-            self.lost_lo.d.next = bit_cast::<LOST_HALF_BITS, 4>(self.hit2_n.q.val());
-            self.lost_hi.d.next = 0.into();
+            self.lost.d.next = bit_cast::<LOST_BITS, 4>(self.hit2_n.q.val());
             self.lost_nz.d.next = self.hit2_any.q.val();
         } else if self.sel_event.q.val() {
             self.wr.next = true;
@@ -453,14 +405,10 @@ impl<const N: usize> Logic for TagPipeline<N> {
             self.wr.next = true;
         } else if self.lost_acc.q.val() {
             self.lost_nz.d.next = true;
-            if self.lost_hi.q.val().get_bit(14) {
-                self.lost_lo.d.next = self.lost_half_max.val();
-                self.lost_hi.d.next = self.lost_half_max.val();
+            if self.lost.q.val() >= self.lost_half.val() {
+                self.lost.d.next = self.lost_max.val();
             } else {
-                self.lost_lo.d.next = bit_cast::<LOST_HALF_BITS, LOST_SUM_BITS>(self.lost_sum.val());
-                if self.lost_sum.val().get_bit(15) {
-                    self.lost_hi.d.next = self.lost_hi.q.val() + 1;
-                }
+                self.lost.d.next = self.lost.q.val() + bit_cast::<LOST_BITS, 4>(self.hit2_n.q.val());
             }
         }
         // The next `lost_nz` as the branches above set it, and the decisions of the next tick.
@@ -542,10 +490,9 @@ mod tests {
     use super::*;
 
     /// The epoch counter carries from its low half into its high half and wraps at 2^30: time
-    /// bases preloaded a few ticks before the end of an epoch (and at its last ticks, where
-    /// `low_ones` starts from its initial value), one hit every 7 ticks; the records must give
-    /// every hit its full time across the wrap, with exactly one EPOCH record for each of the
-    /// two epochs.
+    /// bases preloaded a few ticks before the end of an epoch (and at its last ticks), one hit
+    /// every 7 ticks; the records must give every hit its full time across the wrap, with
+    /// exactly one EPOCH record for each of the two epochs.
     #[test]
     fn rust_hdl_epoch_carries_across_its_halves() {
         use crate::tagfmt::Record;
@@ -587,29 +534,6 @@ mod tests {
         }
     }
 
-    /// The split wrap compare (`low_ones`, one tick old, ANDed with the two low bits) equals
-    /// `ts2_low == 2^22 - 2` in every tick of a counter that stalls at random, over a whole
-    /// epoch from several starting values, including the initial tick.
-    #[test]
-    fn split_wrap_compare_equals_the_direct_compare() {
-        let mut rng = 0x2545_F491_4F6C_DD1Du64;
-        let top = (1u64 << TIME_LOW_BITS) - 1;
-        for start in [0, top - 2, top - 1, top, 0x3F_FFF0, 0x12_3456] {
-            let (mut low, mut ones) = (start, low_ones_of(start));
-            for _ in 0..(1u64 << TIME_LOW_BITS) + 100 {
-                let split = ones == (1 << LOW_ONES_CHUNKS) - 1 && low & 3 == 2;
-                assert_eq!(split, low == top - 1, "ts2_low {low:#x} from {start:#x}");
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                ones = low_ones_of(low);
-                if rng % 5 != 0 {
-                    low = (low + 1) & top;
-                }
-            }
-        }
-    }
-
     /// Long overflows: five channels pulsing every other tick while nothing is read for 2 600
     /// ticks, then a drain and a second overflow, the rust-hdl block against the cycle model
     /// in every tick; one LOST record must count more than 3 · 2^10 events.
@@ -620,15 +544,15 @@ mod tests {
 
     /// An overflow of about 50 000 events (five channels every other tick, nothing read for
     /// 20 000 ticks, then a quiet drain), against the cycle model in every tick: the lost count
-    /// passes 2^15, where its low half carries into its high half.
+    /// passes 2^15 and 2^16, so its carry chain is exercised past the low bits.
     #[test]
-    fn rust_hdl_lost_count_carries_into_its_high_half() {
-        long_overflow_against_model(23_000, 20_000..23_000, 20_000..23_000, 23_000, 1 << LOST_HALF_BITS);
+    fn rust_hdl_lost_count_past_two_to_the_fifteen_matches_model() {
+        long_overflow_against_model(23_000, 20_000..23_000, 20_000..23_000, 23_000, 1 << 15);
     }
 
     /// Five channels pulse every other tick except in `quiet`; nothing is read outside `read`
-    /// until `read_again`. The rust-hdl tagger must equal the cycle
-    /// model in every tick, and the largest LOST record must exceed `least`.
+    /// until `read_again`. The rust-hdl tagger must equal the cycle model in every tick, and
+    /// the largest LOST record must exceed `least`.
     fn long_overflow_against_model(
         ticks: u32,
         quiet: std::ops::Range<u32>,
