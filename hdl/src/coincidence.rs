@@ -123,6 +123,14 @@ pub struct Coincidence<const N: usize> {
     left_lo: DFF<Bits<16>>,
     left_hi: DFF<Bits<16>>,
     left_lo_zero: DFF<Bit>,
+    // `gate_left == 2` as one LUT: `upper_zero` registers "bits 31..2 of `gate_left` are
+    // zero" one tick old, which is their value now whenever the low bits read 10b after a
+    // count (a count down from ..11b does not borrow from bit 2); `reloaded` (the tick after a
+    // reload, when `gate_left` is the new gate, 0 or at least 64) masks the stale flag. The
+    // 32-bit compare it replaces, three LUT levels before the timer's registers, was a
+    // failing tick path of the HX8K core.
+    upper_zero: DFF<Bit>,
+    reloaded: DFF<Bit>,
     gate_reload: DFFWithInit<Bit>,
     gate_end: DFF<Bit>,
     seq: DFF<Bits<16>>,
@@ -217,6 +225,8 @@ impl<const N: usize> Default for Coincidence<N> {
             left_lo: Default::default(),
             left_hi: Default::default(),
             left_lo_zero: Default::default(),
+            upper_zero: Default::default(),
+            reloaded: Default::default(),
             gate_reload: DFFWithInit::new(true),
             gate_end: Default::default(),
             seq: Default::default(),
@@ -289,7 +299,7 @@ impl<const N: usize> Logic for Coincidence<N> {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self, clock, dh, seen, near, coinc_r, dh2, left_lo, left_hi, left_lo_zero, gate_reload, gate_end, vsel, visit_r, flushing_r, seq, slot, fresh, flush, bank, w_en,
+            self, clock, dh, seen, near, coinc_r, dh2, left_lo, left_hi, left_lo_zero, upper_zero, reloaded, gate_reload, gate_end, vsel, visit_r, flushing_r, seq, slot, fresh, flush, bank, w_en,
             w_addr, w_fresh, w_flush, done, rq, w2_en, w2_addr, w2_add, w2_flush, lo, hi, hi_inc, w3_en, w3_addr,
             w3_flush
         );
@@ -353,7 +363,12 @@ impl<const N: usize> Logic for Coincidence<N> {
         // that no 32-bit carry chain limits the clock. `gate_left ≤ 1` is `gate_reload`,
         // registered: the tick after `gate_left == 2`, or after a reload with a stopped gate
         // (a running gate reloads with at least MIN_GATE ticks; power-on reloads).
-        self.at_two.next = (self.left_hi.q.val() == 0) & (self.left_lo.q.val() == 2);
+        self.upper_zero.d.next = (self.left_hi.q.val() == 0) & (self.left_lo.q.val().get_bits::<14>(2) == 0);
+        self.reloaded.d.next = self.gate_reload.q.val();
+        self.at_two.next = self.upper_zero.q.val()
+            & self.left_lo.q.val().get_bit(1)
+            & !self.left_lo.q.val().get_bit(0)
+            & !self.reloaded.q.val();
         self.gate_end.d.next = self.at_two.val();
         self.gate_reload.d.next = self.at_two.val();
         if self.gate_reload.q.val() {
@@ -876,6 +891,30 @@ mod tests {
         let (coincs, m) = run_vs_model(|t| if t < 4000 { cfg } else { short }, 0.08, 8000, 5);
         assert!(coincs > 100, "{coincs} coincidences");
         assert!(m.outputs().gate_seq >= 60, "{} gates", m.outputs().gate_seq);
+    }
+
+    /// The gate timer around its reloads: gates whose low bits read 10b right after the reload
+    /// (66, 130: `upper_zero` is stale then and `reloaded` masks it), the minimum gate, a gate
+    /// of 0 (stopped: the timer reloads every tick) and back, against the model in every tick.
+    #[test]
+    fn rust_hdl_gate_timer_around_its_reloads_matches_model() {
+        let cfg = CoincidenceConfig { window: 3, group: [0b00011, 0b00110, 0b01100, 0b11000], ..Default::default() };
+        let gate = |t: u32| match t {
+            0..=999 => 66,
+            1000..=1499 => 0,
+            1500..=2499 => 130,
+            2500..=2999 => 64,
+            3000..=3099 => 0,
+            _ => 67,
+        };
+        let at = |t: u32| {
+            let mut c = cfg;
+            c.gate = gate(t);
+            c
+        };
+        let (coincs, m) = run_vs_model(at, 0.08, 4000, 9);
+        assert!(coincs > 50, "{coincs} coincidences");
+        assert!(m.outputs().gate_seq >= 40, "{} gates", m.outputs().gate_seq);
     }
 
     /// Gates longer than 2^16 ticks, so the gate timer's high half counts: a low half of 2 at

@@ -176,11 +176,23 @@ pub struct Histogram<const N: usize, const A: usize> {
     // (ovf_ev & !ovf_max & lo_full).
     lo_en: DFF<Bit>,
     hi_en: DFF<Bit>,
+    // Registered compares, so that the enables' next values above are two LUT levels and not
+    // four (`clear` → `busy_next` → `lo_en` over a 16-bit compare was the failing tick path of
+    // the HX8K core built without the basis RNG, 7.7 ns of 6.67). Each is kept equal to its
+    // expression in every tick: `lo_near` ⇔ `ovf_lo == 0xFFFE`, `hi_full` ⇔ `ovf_hi` all
+    // ones (both set from the halves' values one count earlier, when they count), and
+    // `clr_last` ⇔ `clr` all ones during a sweep (a sweep steps `clr` by one; set in the tick
+    // before, unless a new `clear` restarts it).
+    lo_near: DFFWithInit<Bit>,
+    hi_full: DFFWithInit<Bit>,
+    clr_last: DFF<Bit>,
+    lo_before_top: Constant<Bits<16>>,
+    hi_before_top: Constant<Bits<16>>,
+    clr_before_last: Constant<Bits<A>>,
     busy_next: Signal<Local, Bit>,
     ovf_ev_next: Signal<Local, Bit>,
     ovf_max_next: Signal<Local, Bit>,
     lo_full_next: Signal<Local, Bit>,
-    lo_top: Constant<Bits<16>>,
     sh16: Constant<Bits<8>>,
     busy_r: DFF<Bit>,
     clr: DFF<Bits<A>>,
@@ -267,7 +279,12 @@ impl<const N: usize, const A: usize> Default for Histogram<N, A> {
             ovf_ev_next: Default::default(),
             ovf_max_next: Default::default(),
             lo_full_next: Default::default(),
-            lo_top: Constant::new(0xFFFEu64.to_bits()),
+            lo_near: DFFWithInit::new(false),
+            hi_full: DFFWithInit::new(false),
+            clr_last: Default::default(),
+            lo_before_top: Constant::new(0xFFFDu64.to_bits()),
+            hi_before_top: Constant::new(0xFFFEu64.to_bits()),
+            clr_before_last: Constant::new(((1u64 << A) - 2).to_bits()),
             sh16: Constant::new(16u64.to_bits()),
             busy_r: Default::default(),
             clr: Default::default(),
@@ -307,6 +324,8 @@ impl<const N: usize, const A: usize> Histogram<N, A> {
             ovf_hi: DFFWithInit::new(u64::from(count >> 16).to_bits()),
             lo_full: DFFWithInit::new(count & 0xFFFF == 0xFFFF),
             ovf_max: DFFWithInit::new(count == HIST_COUNT_MAX),
+            lo_near: DFFWithInit::new(count & 0xFFFF == 0xFFFE),
+            hi_full: DFFWithInit::new(count >> 16 == 0xFFFF),
             ..Default::default()
         }
     }
@@ -317,7 +336,7 @@ impl<const N: usize, const A: usize> Logic for Histogram<N, A> {
     fn update(&mut self) {
         dff_setup!(
             self, clock, st1, sp1, ptr, st2, st3, left, left_zero, mask, mask_zero, age, aov, seen, stop_b, ev, ovf_ev, bin, m_valid, m_bin,
-            m_w, m_f, rq, c_valid, c_bin, c_two, w_we, w_clear, w_addr, w_lo, w_hi, w_hi_inc, w_lo_c, w_sat, f_we, f_addr, f_data, ovf_lo, ovf_hi, lo_full, ovf_max, lo_en, hi_en,
+            m_w, m_f, rq, c_valid, c_bin, c_two, w_we, w_clear, w_addr, w_lo, w_hi, w_hi_inc, w_lo_c, w_sat, f_we, f_addr, f_data, ovf_lo, ovf_hi, lo_full, ovf_max, lo_en, hi_en, lo_near, hi_full, clr_last,
             busy_r, clr
         );
         // Stage 1: channel select (numbers ≥ N select nothing).
@@ -458,17 +477,21 @@ impl<const N: usize, const A: usize> Logic for Histogram<N, A> {
                 self.ovf_lo.d.next = 0.into();
                 self.lo_full.d.next = false;
                 self.ovf_max.d.next = false;
+                self.lo_near.d.next = false;
             } else {
                 self.ovf_lo.d.next = self.ovf_lo.q.val() + 1;
-                self.lo_full.d.next = self.ovf_lo.q.val() == self.lo_top.val();
-                self.ovf_max.d.next = self.ovf_hi.q.val().all() & (self.ovf_lo.q.val() == self.lo_top.val());
+                self.lo_full.d.next = self.lo_near.q.val();
+                self.ovf_max.d.next = self.hi_full.q.val() & self.lo_near.q.val();
+                self.lo_near.d.next = self.ovf_lo.q.val() == self.lo_before_top.val();
             }
         }
         if self.hi_en.q.val() {
             if self.busy_r.q.val() {
                 self.ovf_hi.d.next = 0.into();
+                self.hi_full.d.next = false;
             } else {
                 self.ovf_hi.d.next = self.ovf_hi.q.val() + 1;
+                self.hi_full.d.next = self.ovf_hi.q.val() == self.hi_before_top.val();
             }
         }
         // Clear sweep.
@@ -478,18 +501,18 @@ impl<const N: usize, const A: usize> Logic for Histogram<N, A> {
             self.clr.d.next = 0.into();
         } else if self.busy_r.q.val() {
             self.clr.d.next = self.clr.q.val() + 1;
-            if self.clr.q.val().all() {
+            if self.clr_last.q.val() {
                 self.busy_next.next = false;
             }
         }
+        self.clr_last.d.next = !self.clear.val() & self.busy_r.q.val() & (self.clr.q.val() == self.clr_before_last.val());
         self.busy_r.d.next = self.busy_next.val();
         // The next `ovf_max` and `lo_full` as the counter above sets them, and the next enables.
         self.ovf_max_next.next = self.ovf_max.q.val();
         self.lo_full_next.next = self.lo_full.q.val();
         if self.lo_en.q.val() {
-            self.ovf_max_next.next =
-                !self.busy_r.q.val() & self.ovf_hi.q.val().all() & (self.ovf_lo.q.val() == self.lo_top.val());
-            self.lo_full_next.next = !self.busy_r.q.val() & (self.ovf_lo.q.val() == self.lo_top.val());
+            self.ovf_max_next.next = !self.busy_r.q.val() & self.hi_full.q.val() & self.lo_near.q.val();
+            self.lo_full_next.next = !self.busy_r.q.val() & self.lo_near.q.val();
         }
         self.lo_en.d.next = self.busy_next.val() | (self.ovf_ev_next.val() & !self.ovf_max_next.val());
         self.hi_en.d.next =
@@ -861,6 +884,35 @@ mod tests {
             counted += step_both(&mut uut, &mut m, &x, t).rd_data as u64;
         }
         assert!(counted > 1000);
+    }
+
+    /// A clear that restarts a sweep in each of its last ticks (and just after it), with stops
+    /// coming in: the block against the model in every tick (`clr_last` must not end the
+    /// restarted sweep).
+    #[test]
+    fn rust_hdl_clear_restarts_at_the_end_of_a_sweep() {
+        let mut uut = Histogram::<N, A>::default();
+        uut.connect_all();
+        let mut m = HistogramModel::new(N, A);
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mut x = HistogramIn { start_ch: 0, stop_ch: 1, offset: 2, shift: 0, enable: true, ..Default::default() };
+        let bins = 1u32 << A;
+        let mut t = 0u32;
+        let mut busy_ticks = 0;
+        for late in [0u32, 1, 2, 3, 4] {
+            // A sweep started by a clear (the first ticks of the block also sweep), then a
+            // second clear `bins - late` ticks later, then quiet until both sweeps are over.
+            let first = t + 20;
+            let second = first + bins - late;
+            while t < second + 2 * bins + 20 {
+                x.hits = rng.gen::<u8>() & rng.gen::<u8>() & 0x1f;
+                x.clear = t == first || t == second;
+                x.rd_addr = rng.gen_range(0..bins as u16);
+                busy_ticks += step_both(&mut uut, &mut m, &x, t).busy as u32;
+                t += 1;
+            }
+        }
+        assert!(busy_ticks > 5 * 2 * (bins - 4), "{busy_ticks} busy ticks");
     }
 
     /// One tick of the rust-hdl block and the model with inputs `x`; asserts that their
