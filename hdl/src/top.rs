@@ -273,8 +273,14 @@ pub struct BoardTop {
 }
 
 impl BoardTop {
-    /// The top for `board`.
+    /// The top for `board`, with the board's core ([`Board::features`]).
     pub fn new(board: Board) -> Self {
+        Self::with_features(board, board.features())
+    }
+
+    /// The top for `board` with the optional blocks `features` (`regmap::FEAT_*`, read back
+    /// by the host in `FEATURES`).
+    pub fn with_features(board: Board, features: u32) -> Self {
         Self {
             clk_12m: Default::default(),
             det: Default::default(),
@@ -284,7 +290,7 @@ impl BoardTop {
             uart_tx: Default::default(),
             led: Default::default(),
             pll: Ice40Pll::new(board),
-            core: Core::with_features(board.code(), (board.clock_mhz() * 1e6) as u64, board.features()),
+            core: Core::with_features(board.code(), (board.clock_mhz() * 1e6) as u64, features),
             link: UartLink::new(board.ctl_baud_divisor()),
             lock_sync: Default::default(),
             led_r: Default::default(),
@@ -329,19 +335,45 @@ impl Logic for BoardTop {
     }
 }
 
-/// Which board top to build. Both kinds have the same ports, so they share the pin
+/// Which board top to build. All kinds have the same ports, so they share the pin
 /// constraints `constraints/<board>.pcf`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TopKind {
-    /// [`BoardTop`]: the full core behind the framed UART host link.
+    /// [`BoardTop`]: the board's core ([`Board::features`]) behind the framed UART host link.
     Core,
     /// [`StreamTop`]: the tagger alone, streaming raw records over the UART.
     Stream,
+    /// [`BoardTop`] with the board's core less the basis RNG ([`RECEIVER_WITHOUT`]): a
+    /// receiving station with passive basis choice (a beam splitter in front of the H/V and
+    /// D/A detectors, as in the Micius downlinks) needs no random basis generator. On the
+    /// HX8K this leaves every tick-clock block and 74 % of the logic cells instead of 95 %,
+    /// and the tick clock meets 150 MHz (`docs/clocking.md`). Where the board's core has no
+    /// RNG anyway (the UP5K) it is the same core as [`TopKind::Core`] and is not built.
+    Receiver,
 }
+
+/// Blocks the receiver top ([`TopKind::Receiver`]) leaves out of the board's core.
+pub const RECEIVER_WITHOUT: u32 = crate::regmap::FEAT_RNG;
 
 impl TopKind {
     /// Every top kind.
-    pub const ALL: [TopKind; 2] = [TopKind::Core, TopKind::Stream];
+    pub const ALL: [TopKind; 3] = [TopKind::Core, TopKind::Stream, TopKind::Receiver];
+
+    /// The optional blocks (`regmap::FEAT_*`) of this kind's core on `board`; `None` for
+    /// the tagger-only stream top.
+    pub fn features(self, board: Board) -> Option<u32> {
+        match self {
+            TopKind::Core => Some(board.features()),
+            TopKind::Receiver => Some(board.features() & !RECEIVER_WITHOUT),
+            TopKind::Stream => None,
+        }
+    }
+
+    /// Whether this kind is a distinct build on `board`: the receiver top is not where the
+    /// board's core already lacks what it leaves out.
+    pub fn distinct_on(self, board: Board) -> bool {
+        self != TopKind::Receiver || self.features(board) != TopKind::Core.features(board)
+    }
 
     /// Extra yosys `synth_ice40` options for this top on `board`. The HX8K core top fills
     /// ~95 % of the logic cells, and with the default options nextpnr 0.4 could not legalise
@@ -353,16 +385,17 @@ impl TopKind {
     /// logic cells, seed 1; 7 314 with 8). `scripts/timing-report` uses the same options.
     pub fn yosys_synth_options(self, board: Board) -> &'static str {
         match (self, board) {
-            (TopKind::Core, Board::Hx8k) => "-dffe_min_ce_use 4",
+            (TopKind::Core | TopKind::Receiver, Board::Hx8k) => "-dffe_min_ce_use 4",
             _ => "",
         }
     }
 
-    /// Short name, the prefix of the top module and its files (`top`, `stream`).
+    /// Short name, the prefix of the top module and its files (`top`, `stream`, `rx`).
     pub fn name(self) -> &'static str {
         match self {
             TopKind::Core => "top",
             TopKind::Stream => "stream",
+            TopKind::Receiver => "rx",
         }
     }
 
@@ -376,7 +409,10 @@ impl TopKind {
     pub fn verilog(self, board: Board) -> String {
         let name = self.module_name(board);
         match self {
-            TopKind::Core => crate::verilog::verilog_of(&mut BoardTop::new(board), &name),
+            TopKind::Core | TopKind::Receiver => {
+                let features = self.features(board).unwrap_or_default();
+                crate::verilog::verilog_of(&mut BoardTop::with_features(board, features), &name)
+            }
             TopKind::Stream => crate::verilog::verilog_of(&mut StreamTop::new(board), &name),
         }
     }
@@ -564,7 +600,14 @@ mod tests {
             core.connect_all();
             let mut stream = StreamTop::new(board);
             stream.connect_all();
-            for (kind, v) in [(TopKind::Core, generate_verilog(&core)), (TopKind::Stream, generate_verilog(&stream))] {
+            let mut rx = BoardTop::with_features(board, TopKind::Receiver.features(board).unwrap());
+            rx.connect_all();
+            let kinds = [
+                (TopKind::Core, generate_verilog(&core)),
+                (TopKind::Stream, generate_verilog(&stream)),
+                (TopKind::Receiver, generate_verilog(&rx)),
+            ];
+            for (kind, v) in kinds.into_iter().filter(|(k, _)| k.distinct_on(board)) {
                 let name = kind.module_name(board);
                 yosys_validate(&name, &v).unwrap_or_else(|e| panic!("{name}: {e:?}"));
             }
@@ -572,14 +615,14 @@ mod tests {
     }
 
     #[test]
-    fn both_top_kinds_have_the_same_ports() {
+    fn all_top_kinds_have_the_same_ports() {
         for board in Board::ALL {
             let ports: Vec<_> = TopKind::ALL
                 .iter()
                 .map(|k| crate::verilog::ports_of(&k.verilog(board), &k.module_name(board)))
                 .collect();
             assert_eq!(ports[0].len(), 7, "{ports:?}");
-            assert_eq!(ports[0], ports[1]);
+            assert!(ports.iter().all(|p| *p == ports[0]), "{ports:?}");
         }
     }
 

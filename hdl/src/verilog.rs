@@ -152,7 +152,7 @@ pub fn write_all(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     write_if_changed(&p, &tagger_verilog())?;
     out.push(p);
     for board in Board::ALL {
-        for kind in TopKind::ALL {
+        for kind in TopKind::ALL.into_iter().filter(|k| k.distinct_on(board)) {
             let p = dir.join(format!("{}.v", kind.module_name(board)));
             write_if_changed(&p, &kind.verilog(board))?;
             out.push(p);

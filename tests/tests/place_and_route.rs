@@ -8,6 +8,9 @@
 //!   not fit: `qkd_hdl::top::UP5K_FEATURES`) fits in at most 60% of the UP5K's logic cells
 //!   and meets both clocks at one of nextpnr's seeds 1-5 (the sweep stops at the first that
 //!   does; about 35 s a seed).
+//! * The HX8K's receiver top (`rx_hx8k`: the whole core less the basis RNG, every block of the
+//!   tick clock domain) meets 150 MHz on the tick clock and 75 MHz on the control clock at
+//!   one of seeds 1-5 (about 95 s a seed).
 //! * The full-core tops (`top_<board>`) fit the devices and meet both clocks (tick and
 //!   control, each against its own target) within seeds 1-5: behind `#[ignore]` (the HX8K
 //!   misses; about 6.5 minutes a seed) — run with
@@ -71,6 +74,17 @@ fn core_top_fits_the_up5k_in_60_percent_and_meets_its_clocks() {
     let r = build_sweep(TopKind::Core, Board::IceBreaker, &tmp, &constraints);
     assert!(r.logic_cells * 100 <= r.logic_cells_total * 60, "top_icebreaker: {} of {} logic cells", r.logic_cells, r.logic_cells_total);
     assert!(r.meets_timing(), "top_icebreaker at seeds 1-5, best seed {}: {}", r.seed, r.timing_failures().join(", "));
+}
+
+/// The HX8K's receiver top (`TopKind::Receiver`: tagger, coincidence counter, histogram,
+/// coincidence-only filter, test signal, registers and link; no basis RNG) meets the tick
+/// clock's 150 MHz and the control clock's 75 MHz at one of seeds 1-5: the tagger clock
+/// domain's target on the HX8K, with every block of that domain in it.
+#[test]
+fn receiver_top_meets_150_mhz_on_the_hx8k() {
+    let (tmp, constraints) = setup("place_and_route_rx_hx8k");
+    let r = build_sweep(TopKind::Receiver, Board::Hx8k, &tmp, &constraints);
+    assert!(r.meets_timing(), "rx_hx8k at seeds 1-5, best seed {}: {}", r.seed, r.timing_failures().join(", "));
 }
 
 #[test]

@@ -1,11 +1,12 @@
 //! `qkd-hdl-synth`: generates the Verilog and runs yosys → nextpnr-ice40 → icepack for the
-//! board tops of both kinds (the tagger-only `stream_<board>` and the full-core
-//! `top_<board>`), printing utilization and Fmax, or "does not fit" with the logic cells
-//! nextpnr needed. Exits non-zero if a tagger-only top fails or misses its clock; the
-//! full-core status is reported but not fatal (the core tops miss their clocks yet).
+//! board tops of every kind (the tagger-only `stream_<board>`, the core `top_<board>` and
+//! the receiver core without the basis RNG `rx_<board>`, where that differs from the core),
+//! printing utilization and Fmax, or "does not fit" with the logic cells nextpnr needed.
+//! Exits non-zero if a tagger-only top fails or misses its clock; the core tops' status is
+//! reported but not fatal (the HX8K's full core misses its tick clock).
 //!
 //! Usage: `cargo run -p qkd-hdl --bin qkd-hdl-synth -- [--board icebreaker|hx8k]...
-//! [--top stream|top]... [--out build] [--seed N] [--seeds K] [--blocks]`; `--seeds K` tries
+//! [--top stream|top|rx]... [--out build] [--seed N] [--seeds K] [--blocks]`; `--seeds K` tries
 //! K placer seeds per top until one meets timing and keeps the best; `--blocks` builds the blocks that run at
 //! the tagger clock each alone instead, and reports their Fmax.
 
@@ -23,8 +24,9 @@ struct Args {
     /// Boards to build (default: all).
     #[arg(long = "board", value_parser = ["icebreaker", "hx8k"])]
     boards: Vec<String>,
-    /// Top kinds to build: `stream` (tagger only) or `top` (full core); default: both.
-    #[arg(long = "top", value_parser = ["stream", "top"])]
+    /// Top kinds to build: `stream` (tagger only), `top` (the board's core) or `rx` (the
+    /// core without the basis RNG, `TopKind::Receiver`); default: all.
+    #[arg(long = "top", value_parser = ["stream", "top", "rx"])]
     tops: Vec<String>,
     /// Build directory (Verilog in OUT/verilog, bitstreams in OUT/synth).
     #[arg(long, default_value = "build")]
@@ -87,11 +89,15 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     // The tagger-only tops first: they are the ones that must pass.
-    let kinds = pick(&[TopKind::Stream, TopKind::Core], &args.tops, TopKind::name);
+    let kinds = pick(&[TopKind::Stream, TopKind::Core, TopKind::Receiver], &args.tops, TopKind::name);
     let mut failed = Vec::new();
     for kind in kinds {
         for &board in &boards {
             let top = kind.module_name(board);
+            if !kind.distinct_on(board) {
+                println!("{top:<17} not built: the same core as {}", TopKind::Core.module_name(board));
+                continue;
+            }
             let fatal = kind == TopKind::Stream;
             let seeds: Vec<u32> = (args.seed..).take(args.seeds as usize).collect();
             match synthesize_seeds(board, kind, &vdir, &args.constraints, &args.out.join("synth"), &seeds) {
