@@ -97,7 +97,8 @@ pub struct Coincidence<const N: usize> {
     pub window: Signal<In, Bits<WINDOW_BITS>>,
     /// Channel mask of each group (an empty mask never counts).
     pub group: [Signal<In, Bits<N>>; GROUPS],
-    /// Gate time, in ticks (0 = no gates; 1..=63 act as [`MIN_GATE`]).
+    /// Gate time, in ticks (0 = no gates; 1..=63 act as [`MIN_GATE`]). Registered before
+    /// use: a reload takes the value of the tick before.
     pub gate: Signal<In, Bits<COUNT_BITS>>,
     /// Coincidence pulse of each group in this tick (registered, one tick after the event).
     pub coinc: Signal<Out, Bits<GROUPS>>,
@@ -132,6 +133,16 @@ pub struct Coincidence<const N: usize> {
     upper_zero: DFF<Bit>,
     reloaded: DFF<Bit>,
     gate_reload: DFFWithInit<Bit>,
+    // The gate input one tick old and what the reload needs of it, each from one compare:
+    // whether it is 1..=63 (read as MIN_GATE: `gate_eff`, one LUT a bit in front of the
+    // reload mux), whether its low half is zero (so is the effective gate's) and whether it
+    // is non-zero. The compares and the 1..=63 rule on the raw input, in front of the reload
+    // mux, were the receiver top's worst tick path (six LUT levels from the gate register to
+    // `gate_reload`).
+    gate_r: DFF<Bits<COUNT_BITS>>,
+    gate_small_r: DFF<Bit>,
+    gate_lo_zero_r: DFF<Bit>,
+    gate_on_r: DFF<Bit>,
     gate_end: DFF<Bit>,
     seq: DFF<Bits<16>>,
     slot: DFF<Bits<5>>,
@@ -228,6 +239,10 @@ impl<const N: usize> Default for Coincidence<N> {
             upper_zero: Default::default(),
             reloaded: Default::default(),
             gate_reload: DFFWithInit::new(true),
+            gate_r: Default::default(),
+            gate_small_r: Default::default(),
+            gate_lo_zero_r: Default::default(),
+            gate_on_r: Default::default(),
             gate_end: Default::default(),
             seq: Default::default(),
             slot: Default::default(),
@@ -299,7 +314,7 @@ impl<const N: usize> Logic for Coincidence<N> {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self, clock, dh, seen, near, coinc_r, dh2, left_lo, left_hi, left_lo_zero, upper_zero, reloaded, gate_reload, gate_end, vsel, visit_r, flushing_r, seq, slot, fresh, flush, bank, w_en,
+            self, clock, dh, seen, near, coinc_r, dh2, left_lo, left_hi, left_lo_zero, upper_zero, reloaded, gate_reload, gate_r, gate_small_r, gate_lo_zero_r, gate_on_r, gate_end, vsel, visit_r, flushing_r, seq, slot, fresh, flush, bank, w_en,
             w_addr, w_fresh, w_flush, done, rq, w2_en, w2_addr, w2_add, w2_flush, lo, hi, hi_inc, w3_en, w3_addr,
             w3_flush
         );
@@ -354,9 +369,14 @@ impl<const N: usize> Logic for Coincidence<N> {
         // Gate timer: `gate_end` is high in the last tick of a gate.
         // A gate of 1..=63 ticks counts as 64: written as bit operations (bits 31..7 are zero
         // then anyway), so that only bits 6..0 need logic.
-        self.gate_eff.next = self.gate.val();
-        if (self.gate.val().get_bits::<26>(6) == 0) & (self.gate.val().get_bits::<6>(0) != 0) {
-            self.gate_eff.next = (self.gate.val() & self.gate_hi.val()) | self.min_gate.val();
+        self.gate_r.d.next = self.gate.val();
+        self.gate_small_r.d.next =
+            (self.gate.val().get_bits::<26>(6) == 0) & (self.gate.val().get_bits::<6>(0) != 0);
+        self.gate_lo_zero_r.d.next = self.gate.val().get_bits::<16>(0) == 0;
+        self.gate_on_r.d.next = self.gate.val() != 0;
+        self.gate_eff.next = self.gate_r.q.val();
+        if self.gate_small_r.q.val() {
+            self.gate_eff.next = (self.gate_r.q.val() & self.gate_hi.val()) | self.min_gate.val();
         }
         // The ticks left, `gate_left` of the model, are `left_hi:left_lo`, two 16-bit down
         // counters (the high one moves when the low one wraps: `left_lo_zero`, registered), so
@@ -374,8 +394,8 @@ impl<const N: usize> Logic for Coincidence<N> {
         if self.gate_reload.q.val() {
             self.left_lo.d.next = self.gate_eff.val().get_bits::<16>(0);
             self.left_hi.d.next = self.gate_eff.val().get_bits::<16>(16);
-            self.left_lo_zero.d.next = self.gate_eff.val().get_bits::<16>(0) == 0;
-            self.gate_reload.d.next = self.gate.val() == 0;
+            self.left_lo_zero.d.next = self.gate_lo_zero_r.q.val();
+            self.gate_reload.d.next = !self.gate_on_r.q.val();
         } else {
             self.left_lo.d.next = self.left_lo.q.val() - 1;
             self.left_lo_zero.d.next = self.left_lo.q.val() == 1;
@@ -583,6 +603,8 @@ pub struct CoincidenceModel {
     dh2: u8,
     gate_left: u32,
     gate_end: bool,
+    // The effective gate of the previous tick (registered in the gateware).
+    gate_prev: u32,
     seq: u16,
     slot: u8,
     pre: [u8; SLOTS],
@@ -658,6 +680,7 @@ impl CoincidenceModel {
             coinc_r: 0,
             dh2: 0,
             gate_left: 0,
+            gate_prev: 0,
             gate_end: false,
             seq: 0,
             slot: 0,
@@ -800,15 +823,8 @@ impl CoincidenceModel {
         self.slot = (self.slot + 1) & 0x1F;
         // Gate timer.
         self.gate_end = self.gate_left == 2;
-        self.gate_left = if self.gate_left <= 1 {
-            if cfg.gate != 0 && cfg.gate < MIN_GATE {
-                MIN_GATE
-            } else {
-                cfg.gate
-            }
-        } else {
-            self.gate_left - 1
-        };
+        self.gate_left = if self.gate_left <= 1 { self.gate_prev } else { self.gate_left - 1 };
+        self.gate_prev = if cfg.gate != 0 && cfg.gate < MIN_GATE { MIN_GATE } else { cfg.gate };
         self.dh2 = self.dh;
         self.coinc_r = coinc;
         self.near = near;

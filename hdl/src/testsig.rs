@@ -174,9 +174,11 @@ impl<const N: usize> Logic for TestSignal<N> {
                     }
                 }
             }
-            if self.bits[i].val() < self.threshold[i].val() {
-                self.lt_next.next = self.lt_next.val().replace_bit(i, true);
-            }
+            // Written as the bit's value, not as "set the bit if": yosys made the latter a
+            // flip-flop with a synchronous set, the compare's carry chain on its slow SR pin
+            // (the UP5K core's critical tick path: 59.6 of 60 MHz at seed 1).
+            self.lt_next.next =
+                self.lt_next.val().replace_bit(i, self.bits[i].val() < self.threshold[i].val());
         }
         self.lt.d.next = self.lt_next.val();
         // Pairs: a pending partner counts down; new source pulses wait until it is sent.
