@@ -46,7 +46,8 @@ fn sweep() {
     let reps: usize = std::env::var("LDPC_BENCH_REPS").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
     println!("ldpc sweep: {BITS} key bits x 2 trials per line, {} rayon threads", rayon::current_num_threads());
     for rep in 0..reps {
-        for &q in &[0.01, 0.02, 0.03, 0.04, 0.05] {
+        let qs: Vec<f64> = std::env::var("LDPC_BENCH_Q").map_or_else(|_| vec![0.01, 0.02, 0.03, 0.04, 0.05], |v| v.split(',').map(|x| x.parse().expect("LDPC_BENCH_Q: QBERs, comma-separated")).collect());
+        for &q in &qs {
             let (t, c) = (Instant::now(), cpu_seconds());
             let r = simulate(BITS, q, 2, 42);
             let wall = t.elapsed().as_secs_f64();

@@ -101,12 +101,21 @@ impl Code {
     /// Check-to-variable messages of `old` (one per edge, row order) carried over to this
     /// code, both split from the same mother code: each edge takes the message of the edge
     /// of `old` with the same origin; every edge of this code must have one there.
+    #[cfg(test)]
     pub fn carry_messages(&self, old: &Code, msgs: &[i16]) -> Vec<i16> {
+        let at = self.carry_map(old);
+        at.iter().map(|&e| msgs[e as usize]).collect()
+    }
+
+    /// Per edge of this code, the index of the edge of `old` whose message it takes over
+    /// (see [`Code::carry_messages`]); computed once for all the frames moving from `old` to
+    /// this code.
+    pub fn carry_map(&self, old: &Code) -> Vec<u32> {
         let mut at = vec![u32::MAX; old.origin.iter().map(|&o| o as usize + 1).max().unwrap_or(0)];
         for (e, &o) in old.origin.iter().enumerate() {
             at[o as usize] = e as u32;
         }
-        self.origin.iter().map(|&o| msgs[at[o as usize] as usize]).collect()
+        self.origin.iter().map(|&o| at[o as usize]).collect()
     }
 
     /// Syndrome `H·x` of the packed (LSB-first) frame `x`, packed into words.
