@@ -5,7 +5,8 @@
 //!    second of decoding wall time, all rounds included). For a before/after ratio on a noisy
 //!    machine, build the bench in a worktree of an older commit and run both binaries one after
 //!    the other (`LDPC_BENCH_REPS` repeats the sweep; `LDPC_BENCH_SWEEP=0` skips it); drop the
-//!    fields the older library lacks from the print.
+//!    fields the older library lacks from the print. `LDPC_BENCH_Q` (comma-separated QBERs)
+//!    and `LDPC_BENCH_BITS` (key bits per trial) change the sweep.
 //! 2. Criterion: a full one-process reconciliation (Alice's syndromes, Bob's decoding, blind
 //!    rounds) of 2^20 key bits at QBER 2 % and 5 %, counted in key bits.
 //!
@@ -44,12 +45,13 @@ fn cpu_seconds() -> Option<f64> {
 
 fn sweep() {
     let reps: usize = std::env::var("LDPC_BENCH_REPS").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
-    println!("ldpc sweep: {BITS} key bits x 2 trials per line, {} rayon threads", rayon::current_num_threads());
+    let bits: usize = std::env::var("LDPC_BENCH_BITS").map_or(BITS, |v| v.parse().expect("LDPC_BENCH_BITS: key bits per trial"));
+    println!("ldpc sweep: {bits} key bits x 2 trials per line, {} rayon threads", rayon::current_num_threads());
     for rep in 0..reps {
         let qs: Vec<f64> = std::env::var("LDPC_BENCH_Q").map_or_else(|_| vec![0.01, 0.02, 0.03, 0.04, 0.05], |v| v.split(',').map(|x| x.parse().expect("LDPC_BENCH_Q: QBERs, comma-separated")).collect());
         for &q in &qs {
             let (t, c) = (Instant::now(), cpu_seconds());
-            let r = simulate(BITS, q, 2, 42);
+            let r = simulate(bits, q, 2, 42);
             let wall = t.elapsed().as_secs_f64();
             let cpu = c.zip(cpu_seconds()).map_or(f64::NAN, |(a, b)| b - a);
             println!(
