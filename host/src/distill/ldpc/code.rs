@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 /// Version of the construction; part of [`super::LdpcParams`] so that two stations running
 /// different constructions refuse to talk instead of silently failing to decode.
-pub(crate) const CODE_VERSION: u32 = 3;
+pub(crate) const CODE_VERSION: u32 = 4;
 
 /// A parity-check matrix in compressed-row form plus its puncturing order.
 #[derive(Debug)]
@@ -129,31 +129,27 @@ impl Code {
     }
 }
 
-/// Degrees of the non-staircase columns for a code of rate `rate = 1 - m/n`: `(degree,
-/// fraction of those columns)`. Chosen empirically with the box-plus layered decoder
-/// (`decoder::profile_search::profile_search`, 32 frames per point, n = 16384 and 32768):
-/// the frame error rate at efficiencies 1.05–1.25 for about twenty profiles at QBER 1, 2, 3
-/// and 5 %. At high rates (QBER ≲ 1.3 %) heavier columns help: {3: 65 %, 9: 20 %, 35: 15 %}
-/// decodes half the frames at f ≈ 1.15 at QBER 1 %, where {3: 60 %, 6: 25 %, 20: 15 %} needs
-/// f ≈ 1.18 (n = 32768); at QBER 3–5 % the latter is as good or better (f ≈ 1.09 / 1.08).
-/// Profiles designed by Gaussian-approximation EXIT charts (`scripts/ldpc-design.py`: mostly
-/// degree 3 plus a few columns of degree 30–100) decode no frame at these lengths, in float
-/// as in fixed point (`decoder::float_diag`): the approximation does not hold for the BSC at
-/// high rate and such columns close many short cycles among ~1500–6000 checks.
-pub(crate) fn info_degrees(rate: f64) -> &'static [(usize, f64)] {
-    if rate >= HIGH_RATE {
-        &[(3, 0.65), (9, 0.20), (35, 0.15)]
-    } else {
-        &[(3, 0.60), (6, 0.25), (20, 0.15)]
-    }
+/// Degrees of the non-staircase columns: `(degree, fraction of those columns)`, the same at
+/// every rate. Chosen empirically with the box-plus layered decoder
+/// (`decoder::profile_search::profile_search`, frame error rate at efficiencies 1.03–1.18,
+/// 64–96 frames per point, n = 32 768, code seeds 1–4). {3: 50 %, 4: 20 %, 10: 20 %, 30: 10 %}
+/// decodes half the frames at f ≈ 1.13 / 1.095 / 1.085 / 1.065 at QBER 1 / 2 / 3 / 5 %,
+/// where the profiles used before (code version 3: {3: 65 %, 9: 20 %, 35: 15 %} above rate
+/// 0.88, {3: 60 %, 6: 25 %, 20: 15 %} below) needed f ≈ 1.155 / 1.12 / 1.10 / 1.085; it is
+/// as good or better at QBER 0.5, 8 and 11 %. The neighbours tried ({3: 45 %, 4: 25 %},
+/// heavy degrees 11 or 25, 8–12 % of degree 30) are within the noise; a fifth or less of
+/// columns of degree ≥ 10, or degree 40–50 for them, is clearly worse. Profiles designed by
+/// Gaussian-approximation EXIT charts (`scripts/ldpc-design.py`: mostly degree 3 plus a few
+/// columns of degree 30–100) decode no frame at these lengths, in float as in fixed point
+/// (`decoder::float_diag`): the approximation does not hold for the BSC at high rate and
+/// such columns close many short cycles among ~1500–6000 checks.
+pub(crate) fn info_degrees() -> &'static [(usize, f64)] {
+    &[(3, 0.50), (4, 0.20), (10, 0.20), (30, 0.10)]
 }
-
-/// Mother-code rate from which [`info_degrees`] uses its high-rate profile.
-const HIGH_RATE: f64 = 0.88;
 
 /// Builds the code; deterministic in `(n, m, seed)`.
 pub(crate) fn build(n: usize, m: usize, seed: u64) -> Code {
-    build_with(n, m, seed, info_degrees(1.0 - m as f64 / n as f64), true)
+    build_with(n, m, seed, info_degrees(), true)
 }
 
 /// [`build`] with an explicit degree profile for the non-staircase columns, and the staircase

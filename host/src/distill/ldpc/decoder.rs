@@ -751,9 +751,9 @@ pub(crate) mod tests {
                         (d.parse().expect("degree"), fr.parse().expect("fraction"))
                     })
                     .collect();
-                code::build_with(n, m, 1, &prof, true)
+                code::build_with(n, m, diag_env("LDPC_DIAG_SEED", 1), &prof, true)
             }
-            None => code::build(n, m, 1),
+            None => code::build(n, m, diag_env("LDPC_DIAG_SEED", 1)),
         }
     }
 

@@ -73,35 +73,47 @@ pub const MAX_QBER: f64 = 0.15;
 /// Decoding efficiency of the codes, measured: per QBER (probability), the efficiency at which
 /// half the frames of length [`CALIBRATION_FRAME`] decode in one attempt of 60 iterations
 /// (`f50`), and the spread of that per-frame threshold (`sigma`, the standard deviation of a
-/// normal fit to the frame error rates between 5 and 95 %). From
-/// `LDPC_SEARCH_PROFILES=auto LDPC_DIAG_N=32768 LDPC_DIAG_FRAMES=48 cargo test --release -p
-/// qkd-host --lib -- --ignored profile_search --nocapture` (frame error rate on a grid of
-/// efficiencies 1.0–1.3, step 0.025; 1.1–1.5 for QBER below 1 %). Rows: `(qber, f50, sigma)`.
+/// probit fit to the frame error rates between 4 and 96 %). From
+/// `LDPC_SEARCH_PROFILES=auto LDPC_DIAG_N=32768 LDPC_DIAG_FRAMES=64 LDPC_DIAG_Q=<qber>
+/// LDPC_DIAG_F=<grid> cargo test --release -p qkd-host --lib -- --ignored
+/// profile_search::profile_search --nocapture` (frame error rate on a grid of efficiencies
+/// 1.00–1.25, step 0.01; 1.05–1.45, step 0.02, for QBER below 1 %), code version 4. Rows:
+/// `(qber, f50, sigma)`.
 const DECODING_EFFICIENCY: [(f64, f64, f64); 11] = [
-    (0.005, 1.205, 0.080),
-    (0.0075, 1.170, 0.075),
-    (0.010, 1.152, 0.050),
-    (0.015, 1.140, 0.040),
-    (0.020, 1.118, 0.035),
-    (0.030, 1.100, 0.030),
-    (0.040, 1.092, 0.030),
-    (0.050, 1.085, 0.022),
-    (0.065, 1.087, 0.022),
-    (0.080, 1.088, 0.025),
-    (0.110, 1.085, 0.020),
+    (0.005, 1.190, 0.089),
+    (0.0075, 1.159, 0.072),
+    (0.010, 1.134, 0.054),
+    (0.015, 1.111, 0.041),
+    (0.020, 1.092, 0.037),
+    (0.030, 1.081, 0.027),
+    (0.040, 1.070, 0.026),
+    (0.050, 1.064, 0.022),
+    (0.065, 1.063, 0.017),
+    (0.080, 1.066, 0.018),
+    (0.110, 1.067, 0.017),
 ];
 /// Frame length (bits) of the [`DECODING_EFFICIENCY`] measurements.
 const CALIBRATION_FRAME: usize = 32_768;
 /// Rise of the median decoding efficiency per halving of the frame length below
-/// [`CALIBRATION_FRAME`] (measured at n = 16384: +0.02 at QBER 1–2 %, under 0.01 at 3–11 %).
+/// [`CALIBRATION_FRAME`] (measured at n = 16 384, code version 4: +0.017 at QBER 1 %, +0.007
+/// at 2 %, +0.003 at 5 %).
 const LENGTH_PENALTY: f64 = 0.015;
+/// Fall of the median decoding efficiency per doubling of the frame length above
+/// [`CALIBRATION_FRAME`] (measured at n = 131 072, 32 frames: f50 ≈ 1.113 / 1.075 / 1.066 at
+/// QBER 1 / 2 / 3 %, 0.021 / 0.017 / 0.015 below n = 32 768; `LDPC_SEARCH_PROFILES=auto
+/// LDPC_DIAG_N=131072 LDPC_DIAG_FRAMES=32 LDPC_DIAG_Q=0.01 LDPC_DIAG_F=1.04,1.06,1.08,1.10,1.12,1.14
+/// cargo test --release -p qkd-host --lib -- --ignored profile_search::profile_search
+/// --nocapture`). The spread falls as `1/sqrt(n)` both ways.
+const LENGTH_GAIN: f64 = 0.009;
+/// Longest frame (bits) [`choose_params`] picks: the longest measured ([`LENGTH_GAIN`]).
+const MAX_FRAME_LEN: usize = 131_072;
 /// The first attempt is made at the target efficiency, or at this many spreads above the
 /// median decoding efficiency where that is lower (QBER ≳ 5 % for the default target 1.10:
 /// no point in leaking more than most frames need); the first blind round then raises the
 /// efficiency by [`STEP_SPREADS`] spreads, and the later ones by growing steps up to the
 /// reach ([`REACH_SPREADS`]). In the protocol a frame also carries the punctured bits of the
 /// blind rounds and gets [`MAX_ITERATIONS`] per attempt, so fewer frames decode at once than
-/// the calibration's median suggests (at QBER 1 % and f = 1.10, about 5 %). Chosen from
+/// the calibration's median suggests. Chosen from
 /// `cargo bench -p qkd-host --bench ldpc -- zzz_none` runs (2 × 2^20 bits per QBER): even
 /// steps of 0.35–0.7 σ reaching 2.8–5.6 σ gave f 0.01–0.04 lower than this schedule but lost
 /// frames at QBER 1 % (up to 10 % of them with 0.35 σ steps; the lost frames had 2.8 σ more
@@ -156,21 +168,23 @@ fn decoding_efficiency(qber: f64, n: usize) -> (f64, f64) {
             (a.1 + w * (b.1 - a.1), a.2 + w * (b.2 - a.2))
         }
     };
-    let halvings = (CALIBRATION_FRAME as f64 / n as f64).log2().max(0.0);
-    (f50 + LENGTH_PENALTY * halvings, sigma * (CALIBRATION_FRAME as f64 / n as f64).sqrt().max(1.0))
+    let halvings = (CALIBRATION_FRAME as f64 / n as f64).log2();
+    let per_halving = if halvings > 0.0 { LENGTH_PENALTY } else { LENGTH_GAIN };
+    (f50 + per_halving * halvings, sigma * (CALIBRATION_FRAME as f64 / n as f64).sqrt())
 }
 
 /// Bits of the per-frame hash ([`LdpcParams::frame_hash_bits`]): a wrong decoding slips
 /// through with probability 2^-16, and the verification stage still follows. At QBER 1 % and
-/// frames of 32 768 bits this adds 0.6 % to the leak.
+/// frames of 65 536 bits this adds 0.3 % to the leak.
 const FRAME_HASH_BITS: u32 = 16;
 /// Default number of reveal round trips (the most a reconciliation with [`choose_params`] takes).
 pub const REVEAL_ROUNDS: u32 = 8;
 /// Layered box-plus iterations per decoding attempt (a frame retried after a reveal resumes
 /// from its messages, so iterations are not wasted on it). This sets the trade between
 /// efficiency and decoding speed; measured with `cargo bench -p qkd-host --bench ldpc --
-/// zzz_none` (2 × 2^20 bits per QBER, QBER 1 / 2 / 3 / 4 / 5 %), against 30 iterations
-/// (f 1.211 / 1.164 / 1.136 / 1.123 / 1.113, 1.4–2.9 Mbit/s):
+/// zzz_none` (2 × 2^20 bits per QBER, QBER 1 / 2 / 3 / 4 / 5 %, code version 3, frames of
+/// 32 768 bits), against 30 iterations (f 1.211 / 1.164 / 1.136 / 1.123 / 1.113, 1.4–2.9
+/// Mbit/s):
 /// * 60 iterations: f 1.203 / 1.156 / 1.128 / 1.115 / 1.106, at 0.8–1.8 Mbit/s;
 /// * 10 iterations for the attempts after a reveal: f 1.254 / 1.192 / 1.155 / 1.145 / 1.131,
 ///   at 2.0–3.9 Mbit/s (20 iterations: f +0.004–0.010, 1.6–3.4 Mbit/s);
@@ -370,17 +384,19 @@ impl LdpcParams {
     }
 }
 
-/// Frame length (bits) for a key of `n_bits`: long frames decode closer to capacity
-/// (see [`LENGTH_PENALTY`]), but a block should span about sixteen frames so that the
-/// decoder's lanes (16 frames per register, [`decoder`]) and both cores have work. Frames
-/// longer than [`CALIBRATION_FRAME`] gain nothing with these codes: at n = 131 072 a quarter
-/// of 16 frames decode at f = 1.10 at QBER 2 %, half at 1.10 at 3 % and at about 1.085 at 5 %,
-/// as at 32 768 ([`DECODING_EFFICIENCY`]; `LDPC_SEARCH_PROFILES=auto LDPC_DIAG_N=131072 LDPC_DIAG_FRAMES=16
-/// LDPC_DIAG_Q=0.02,0.03,0.05 LDPC_DIAG_F=1.02,1.04,1.06,1.08,1.10 cargo test --release -p
-/// qkd-host --lib -- --ignored profile_search --nocapture`): the degree profile, not the
-/// length, limits them.
+/// Frame length (bits) for a key of `n_bits`: the longest power of two up to
+/// [`MAX_FRAME_LEN`] that leaves about sixteen frames. Long frames decode closer to capacity
+/// ([`LENGTH_PENALTY`], [`LENGTH_GAIN`]) and their decoding thresholds spread less, so the
+/// blind rounds waste less; sixteen frames keep the decoder's lanes (16 frames per register,
+/// [`decoder`]) busy, though on one core's worth of lanes of the two. Measured with `cargo
+/// bench -p qkd-host --bench ldpc -- zzz_none` (2 × 2^20 bits per QBER, QBER 1 / 2 / 3 / 4 /
+/// 5 %): frames of 65 536 bits (16 frames) give f 1.176 / 1.115 / 1.099 / 1.087 / 1.085 at
+/// 0.9–1.2 Mbit/s, frames of 32 768 bits (32 frames, all lanes busy) f 1.200 / 1.135 / 1.108 /
+/// 1.099 / 1.090 at 1.7–2.7 Mbit/s, frames of 131 072 bits (8 frames) f 1.168 / 1.108 /
+/// 1.090 / 1.081 / 1.079 at 0.3–0.45 Mbit/s. The key is what a pass is for, so the
+/// efficiency wins over decoding time (a second per 10^6 bits, against a pass of minutes).
 fn frame_len_for(n_bits: usize) -> usize {
-    (n_bits / 16).next_power_of_two().clamp(2048, CALIBRATION_FRAME)
+    (n_bits / 16).next_power_of_two().clamp(2048, MAX_FRAME_LEN)
 }
 
 /// Frames decoded at once on the target machine (2 cores): the decoder's lanes (16 frames
@@ -407,8 +423,9 @@ pub fn choose_params(qber: f64, n_bits: usize, target_efficiency: f64) -> Result
 /// (`min(target, f50)`: a split costs no more than a revealed punctured bit, and the mother
 /// code loses nothing to puncturing), and the frames carry no punctured bits. Measured in one
 /// run of `cargo bench -p qkd-host --bench ldpc -- zzz_none` (2 × 2^20 bits per QBER, frames of
-/// 32 768 bits, no frame lost): f 1.211 / 1.164 / 1.136 / 1.123 / 1.113 at QBER 1–5 %, against
-/// 1.241 / 1.189 / 1.157 / 1.147 / 1.130 with puncturing (commit 88ae1ac).
+/// 32 768 bits, code version 3, no frame lost): f 1.211 / 1.164 / 1.136 / 1.123 / 1.113 at
+/// QBER 1–5 %, against 1.241 / 1.189 / 1.157 / 1.147 / 1.130 with puncturing (commit 88ae1ac).
+/// With code version 4 and frames of 65 536 bits see [`frame_len_for`].
 pub fn choose_params_with(qber: f64, n_bits: usize, target_efficiency: f64, adaptation: Adaptation) -> Result<LdpcParams, LdpcError> {
     if !(qber > 0.0 && qber <= MAX_QBER) {
         return Err(LdpcError::QberOutOfRange(qber));
@@ -1278,25 +1295,26 @@ mod tests {
         }
     }
 
-    /// A key needing more than [`FRAME_BATCH`] frames is split into whole batches of them,
-    /// every frame holding its key and punctured bits, at frame lengths near the calibrated
-    /// one; fewer frames are left as they are.
+    /// A key needing more than [`FRAME_BATCH`] frames of the longest length is split into
+    /// whole batches of them, every frame holding its key and punctured bits, at frame lengths
+    /// near [`MAX_FRAME_LEN`]; fewer frames are left as they are (about sixteen, as long as
+    /// the key allows).
     #[test]
     fn long_keys_fill_whole_frame_batches() {
         for &q in &[0.01, 0.03, 0.05] {
-            for &(bits, frames) in &[(1usize << 20, 32usize), (1_600_000, 64), (3_000_000, 96), (400_000, 13)] {
+            for &(bits, frames) in &[(1usize << 20, 16usize), (1_600_000, 13), (3_000_000, 23), (5_000_000, 32), (8_000_000, 64), (400_000, 13)] {
                 let p = choose_params(q, bits, DEFAULT_TARGET_EFFICIENCY).unwrap();
                 assert_eq!(p.frames, frames, "q={q} {bits} bits");
                 assert!(p.frame_key_bits(0) + p.punctured <= p.frame_len, "q={q} {bits} bits: {p:?}");
                 if frames >= FRAME_BATCH {
-                    assert!(p.frame_len.abs_diff(CALIBRATION_FRAME) < CALIBRATION_FRAME / 4, "q={q} {bits} bits: n = {}", p.frame_len);
+                    assert!(p.frame_len.abs_diff(MAX_FRAME_LEN) < MAX_FRAME_LEN / 4, "q={q} {bits} bits: n = {}", p.frame_len);
                 } else {
                     assert_eq!(p.frame_len, frame_len_for(bits), "q={q} {bits} bits");
                 }
             }
         }
-        // And the stretched frames reconcile.
-        let (mut a, mut b) = keys(1 << 20, 0.03, 5);
+        // And the stretched frames (5·10^6 bits in 32 frames of 156 250) reconcile.
+        let (mut a, mut b) = keys(5_000_000, 0.03, 5);
         let stats = reconcile_local(&mut a, &mut b, 0.03, 9).unwrap();
         assert_eq!(stats.frames, 32);
         assert_eq!(a.hamming_distance(&b), 0);
