@@ -361,6 +361,13 @@ fn distill(a: DistillArgs) -> Result<()> {
     let local = LocalOptions { squash_seed: a.squash_seed };
     match run_station(role, &config, &local, input, stream, KeyPool::from_bits(psk)) {
         Ok(out) => {
+            let al = out.report.psk_alignment;
+            if al.dropped_bits > 0 {
+                println!(
+                    "{role}: pre-shared key aligned with the peer's after an earlier failed run: dropped {} of {} bits (peer holds {})",
+                    al.dropped_bits, al.local_bits, al.peer_bits
+                );
+            }
             files::write_key_file(&a.out, &out.key).context("writing the key")?;
             files::write_key_file(&a.psk, &out.next_psk).context("rewriting the pre-shared key")?;
             if let Some(p) = &a.report {
@@ -385,8 +392,12 @@ fn distill(a: DistillArgs) -> Result<()> {
         Err(fail) => {
             files::write_key_file(&a.psk, &fail.next_psk)
                 .context("rewriting the pre-shared key after the failed run")?;
+            let aligned = match fail.psk_dropped_bits {
+                0 => String::new(),
+                d => format!("; {d} bits dropped first to align with the peer's pool"),
+            };
             Err(anyhow::Error::new(fail.error)).context(format!(
-                "{role}: distillation aborted ({} pre-shared key bits consumed; {} bits left in {})",
+                "{role}: distillation aborted ({} pre-shared key bits consumed{aligned}; {} bits left in {}; the next run aligns the two stations' pools)",
                 fail.mac_key_bits,
                 fail.next_psk.len(),
                 a.psk.display()

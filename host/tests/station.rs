@@ -1,5 +1,6 @@
 //! End-to-end: Alice and Bob as two threads over TCP on 127.0.0.1.
 
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::thread;
 
@@ -35,15 +36,57 @@ fn run_pair(
     psk_a: &[u8],
     psk_b: &[u8],
 ) -> (Outcome, Outcome) {
+    run_pair_pools(cfg_a, cfg_b, input_a, input_b, KeyPool::from_bytes(psk_a), KeyPool::from_bytes(psk_b), None)
+}
+
+/// A stream whose writes fail (broken pipe) once `writes_left` writes have gone through: a
+/// link that drops in the middle of a run.
+struct DroppingLink<S> {
+    inner: S,
+    writes_left: usize,
+}
+
+impl<S: Read> Read for DroppingLink<S> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+impl<S: Write> Write for DroppingLink<S> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.writes_left == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "link dropped (test)"));
+        }
+        self.writes_left -= 1;
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// [`run_pair`] with key pools, Bob's link dropping after `bob_writes` writes when given.
+fn run_pair_pools(
+    cfg_a: StationConfig,
+    cfg_b: StationConfig,
+    input_a: StationInput,
+    input_b: StationInput,
+    pa: KeyPool,
+    pb: KeyPool,
+    bob_writes: Option<usize>,
+) -> (Outcome, Outcome) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let pa = KeyPool::from_bytes(psk_a);
     let alice = thread::spawn(move || {
         let (s, _) = listener.accept().unwrap();
         run_station(Role::Alice, &cfg_a, &LocalOptions::default(), input_a, s, pa)
     });
     let s = TcpStream::connect(addr).unwrap();
-    let bob = run_station(Role::Bob, &cfg_b, &LocalOptions { squash_seed: Some(5) }, input_b, s, KeyPool::from_bytes(psk_b));
+    let bob_local = LocalOptions { squash_seed: Some(5) };
+    let bob = match bob_writes {
+        None => run_station(Role::Bob, &cfg_b, &bob_local, input_b, s, pb),
+        Some(n) => run_station(Role::Bob, &cfg_b, &bob_local, input_b, DroppingLink { inner: s, writes_left: n }, pb),
+    };
     (alice.join().unwrap(), bob)
 }
 
@@ -167,4 +210,35 @@ fn different_psk_fails_authentication() {
     assert!(matches!(eb, StationError::Auth(AuthError::BadTag { .. })), "bob: {eb}");
     let ea = a.unwrap_err().error;
     assert!(matches!(ea, StationError::Auth(_)), "alice: {ea}");
+}
+
+/// A run whose link drops after Bob has spent one pad more than Alice saw leaves the two
+/// pools at different points; the next run aligns them (Alice drops the difference) and
+/// distills the same key at both stations.
+#[test]
+fn failed_run_leaves_pools_that_the_next_run_aligns() {
+    let cfg = StationConfig { method: Method::Ldpc, ..Default::default() };
+    let model = PrepareMeasureModel::default();
+    let (ia, ib) = pm_inputs(&model, 8);
+    // Bob's writes: the alignment opening, his first message, then the link drops.
+    let (a, b) = run_pair_pools(cfg, cfg, ia, ib, KeyPool::from_bytes(&psk(8)), KeyPool::from_bytes(&psk(8)), Some(2));
+    let (fa, fb) = (a.unwrap_err(), b.unwrap_err());
+    assert!(matches!(fb.error, StationError::Auth(AuthError::Io(_))), "bob: {}", fb.error);
+    assert!(matches!(fa.error, StationError::Auth(_)), "alice: {}", fa.error);
+    assert!(fb.mac_key_bits > fa.mac_key_bits, "bob spent {} bits, alice {}", fb.mac_key_bits, fa.mac_key_bits);
+    let (la, lb) = (fa.next_psk.len(), fb.next_psk.len());
+    assert!(la > lb && la % 8 == 0 && lb % 8 == 0, "pools left: alice {la}, bob {lb}");
+    // Both tails end where the pre-shared key ends.
+    let full = KeyPool::from_bytes(&psk(8)).remainder();
+    assert_eq!(fa.next_psk, full.slice(full.len() - la, full.len()));
+    assert_eq!(fb.next_psk, full.slice(full.len() - lb, full.len()));
+
+    let (ia, ib) = pm_inputs(&model, 9);
+    let (a, b) = run_pair_pools(cfg, cfg, ia, ib, KeyPool::from_bits(fa.next_psk), KeyPool::from_bits(fb.next_psk), None);
+    let (a, b) = check_success(a, b, false);
+    let (al_a, al_b) = (a.report.psk_alignment, b.report.psk_alignment);
+    assert_eq!((al_a.local_bits, al_a.peer_bits, al_a.dropped_bits), (la as u64, lb as u64, (la - lb) as u64));
+    assert_eq!((al_b.local_bits, al_b.peer_bits, al_b.dropped_bits), (lb as u64, la as u64, 0));
+    // The refilled pool is Bob's tail less this run's MAC key, plus that much new key.
+    assert_eq!(a.next_psk.len(), lb / 8 * 8);
 }

@@ -41,6 +41,21 @@
 //! is what the caller subtracts from the distilled key to refill the pool;
 //! [`KeyPool::remainder`] is the unused rest.
 //!
+//! # Pool alignment
+//!
+//! Both stations start from the same pre-shared key, but a failed run may end with their
+//! pools at different points: a station that sent (or verified) one more message than its peer
+//! spent one more pad. The pool left after a failed run is the pool's unused *tail* (cut to
+//! whole bytes at its front, see the station), so the two remainders are suffixes of one bit
+//! string and differ only in how much of its front they still hold. Before the first message
+//! each station therefore sends its pool length in a 16-byte opening, `ALIGN_MAGIC` |
+//! `pool bits: u64 LE`, and the station holding more drops the difference from its front
+//! ([`AuthChannel::align_pools`]): those bits are unused by it and were consumed or discarded by
+//! the peer. The opening is not authenticated; an adversary who alters it can only make the
+//! stations discard bits or hold different pools, and the first tag then fails (a denial of
+//! service, which cutting the link achieves as well). Pools that diverged otherwise (one
+//! station refilled its pool after a run its peer did not complete) fail the first tag.
+//!
 //! # Frames
 //!
 //! `len: u32 LE` (bytes that follow) | `seq: u64 LE` | payload | `tag: u64 LE`.
@@ -68,6 +83,9 @@ pub const SEGMENT_BITS: usize = 61;
 pub const FRAME_OVERHEAD: usize = 16;
 /// Default largest accepted frame (bytes).
 pub const DEFAULT_MAX_FRAME: usize = 256 << 20;
+/// First bytes of the pool-alignment opening ([`AuthChannel::align_pools`]); the digit is the
+/// opening's version.
+pub const ALIGN_MAGIC: [u8; 8] = *b"QKDPOOL1";
 
 /// Errors of the authenticated channel. Every one of them aborts the run.
 #[derive(Debug, Error)]
@@ -139,6 +157,18 @@ pub enum AuthError {
     /// Use after an earlier failure.
     #[error("channel unusable after an earlier authentication or I/O failure")]
     Poisoned,
+    /// The peer's first bytes were not a pool-alignment opening.
+    #[error("the peer did not open with a key-pool alignment (first bytes {got:02x?}, expected {:02x?}): not a qkd station, or one of another protocol version", ALIGN_MAGIC)]
+    BadOpening {
+        /// The eight bytes received.
+        got: [u8; 8],
+    },
+    /// [`AuthChannel::align_pools`] called after the pool was used.
+    #[error("key pools can only be aligned before the first message ({consumed} pool bits already used)")]
+    AlignAfterUse {
+        /// Pool bits consumed so far.
+        consumed: usize,
+    },
 }
 
 /// The two stations.
@@ -378,6 +408,32 @@ impl KeyPool {
     pub fn remainder(&self) -> SecretBits {
         self.bits.slice(self.consumed_bits(), self.bits.len())
     }
+
+    /// Drops the first `bits` bits (at most the pool size) of a pool none of whose segments was
+    /// used yet; segment numbers then count from the new front.
+    fn drop_front(&mut self, bits: usize) -> Result<(), AuthError> {
+        let consumed = self.consumed_bits();
+        if consumed != 0 {
+            return Err(AuthError::AlignAfterUse { consumed });
+        }
+        let bits = bits.min(self.bits.len());
+        if bits > 0 {
+            // The old bits are zeroized when dropped (`SecretBits`).
+            self.bits = self.bits.slice(bits, self.bits.len());
+        }
+        Ok(())
+    }
+}
+
+/// Outcome of [`AuthChannel::align_pools`] (all in bits).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PoolAlignment {
+    /// This station's pool size before the alignment.
+    pub local_bits: u64,
+    /// The pool size the peer announced.
+    pub peer_bits: u64,
+    /// Bits this station dropped from the front of its pool (`local − peer` when positive).
+    pub dropped_bits: u64,
 }
 
 /// Traffic and key-use counters of one station's channel.
@@ -455,6 +511,44 @@ impl<S: Read + Write> AuthChannel<S> {
     /// Ends the channel, returning the stream and the pool (the hash keys are zeroized).
     pub fn into_parts(self) -> (S, KeyPool) {
         (self.stream, self.pool)
+    }
+
+    /// Exchanges pool sizes with the peer and drops from the front of this station's pool
+    /// what it holds beyond the peer's (see the module docs, *Pool alignment*). Must come
+    /// before the first message, on both stations; both write their opening before reading,
+    /// so neither waits for the other.
+    pub fn align_pools(&mut self) -> Result<PoolAlignment, AuthError> {
+        self.check()?;
+        let r = self.align_inner();
+        self.poison(r)
+    }
+
+    fn align_inner(&mut self) -> Result<PoolAlignment, AuthError> {
+        let consumed = self.pool.consumed_bits();
+        if consumed != 0 || self.send_seq != 0 || self.recv_seq != 0 {
+            return Err(AuthError::AlignAfterUse { consumed });
+        }
+        let local_bits = self.pool.len_bits() as u64;
+        let mut opening = [0u8; 16];
+        opening[..8].copy_from_slice(&ALIGN_MAGIC);
+        opening[8..].copy_from_slice(&local_bits.to_le_bytes());
+        self.stream.write_all(&opening)?;
+        self.stream.flush()?;
+        self.stats.bytes_sent += opening.len() as u64;
+        let mut peer = [0u8; 16];
+        match self.stream.read_exact(&mut peer) {
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(AuthError::Closed),
+            r => r?,
+        }
+        self.stats.bytes_received += peer.len() as u64;
+        let got: [u8; 8] = peer[..8].try_into().expect("8 bytes");
+        if got != ALIGN_MAGIC {
+            return Err(AuthError::BadOpening { got });
+        }
+        let peer_bits = u64::from_le_bytes(peer[8..].try_into().expect("8 bytes"));
+        let dropped_bits = local_bits.saturating_sub(peer_bits);
+        self.pool.drop_front(dropped_bits as usize)?;
+        Ok(PoolAlignment { local_bits, peer_bits, dropped_bits })
     }
 
     /// Pad segment of message `seq` from `from`.
@@ -786,5 +880,73 @@ mod tests {
         // Hash keys 0, 1 and pads 2..=7 (A: 2, 4, 6; B: 3, 5, 7).
         assert_eq!(a.pool().consumed_bits(), HASH_KEY_BITS + 6 * KEY_BITS_PER_TAG);
         assert_eq!(t.join().unwrap(), HASH_KEY_BITS + 6 * KEY_BITS_PER_TAG);
+    }
+
+    /// Runs one exchange over a socket pair after aligning the pools: Alice sends, Bob echoes.
+    /// Returns both alignments and both results of the first receive.
+    #[allow(clippy::type_complexity)]
+    fn aligned_exchange(pa: KeyPool, pb: KeyPool) -> ((PoolAlignment, Result<Vec<u8>, AuthError>), (PoolAlignment, Result<Vec<u8>, AuthError>)) {
+        let (sa, sb) = std::os::unix::net::UnixStream::pair().unwrap();
+        let t = std::thread::spawn(move || {
+            let mut b = AuthChannel::new(sb, pb, Role::Bob);
+            let al = b.align_pools().unwrap();
+            let got = b.recv();
+            if let Ok(m) = &got {
+                b.send(m).unwrap();
+            }
+            (al, got)
+        });
+        let mut a = AuthChannel::new(sa, pa, Role::Alice);
+        let al = a.align_pools().unwrap();
+        a.send(b"after a failed run").unwrap();
+        let echo = a.recv();
+        let bob = t.join().unwrap();
+        ((al, echo), bob)
+    }
+
+    /// The tails of one pre-shared key left by a failed run (Bob spent three more segments
+    /// than Alice, then both cut to whole bytes at the front) align and authenticate; the
+    /// station holding more drops exactly the difference.
+    #[test]
+    fn pool_tails_of_different_lengths_align() {
+        let base = pool(21, 256).remainder();
+        let (a_from, b_from) = (2 * SEGMENT_BITS, 5 * SEGMENT_BITS);
+        let front_cut = |from: usize| from + (base.len() - from) % 8;
+        let pa = KeyPool::from_bits(base.slice(front_cut(a_from), base.len()));
+        let pb = KeyPool::from_bits(base.slice(front_cut(b_from), base.len()));
+        let (la, lb) = (pa.len_bits() as u64, pb.len_bits() as u64);
+        let ((al_a, echo), (al_b, got)) = aligned_exchange(pa, pb);
+        assert_eq!(got.unwrap(), b"after a failed run");
+        assert_eq!(echo.unwrap(), b"after a failed run");
+        assert_eq!(al_a, PoolAlignment { local_bits: la, peer_bits: lb, dropped_bits: la - lb });
+        assert_eq!(al_b, PoolAlignment { local_bits: lb, peer_bits: la, dropped_bits: 0 });
+        assert!(la > lb);
+    }
+
+    /// Pools of equal length but different content (diverged, or a wrong key file) fail the
+    /// first tag.
+    #[test]
+    fn diverged_pools_fail_the_first_tag() {
+        let ((al_a, echo), (al_b, got)) = aligned_exchange(pool(1, 256), pool(2, 256));
+        assert_eq!((al_a.dropped_bits, al_b.dropped_bits), (0, 0));
+        assert!(matches!(got, Err(AuthError::BadTag { seq: 0, from: Role::Alice })), "{got:?}");
+        assert!(echo.is_err());
+    }
+
+    /// A peer that does not open with the alignment, a peer gone before it, and an alignment
+    /// after the first message are errors that name what happened.
+    #[test]
+    fn alignment_errors() {
+        let mut b = bob(b"not a qkd peer!!".to_vec());
+        let e = b.align_pools().unwrap_err();
+        assert!(matches!(e, AuthError::BadOpening { got } if &got == b"not a qk"), "{e:?}");
+        assert!(e.to_string().contains("did not open with a key-pool alignment"));
+        assert!(matches!(b.recv(), Err(AuthError::Poisoned)));
+        let mut b = bob(ALIGN_MAGIC.to_vec());
+        assert!(matches!(b.align_pools(), Err(AuthError::Closed)));
+        let mut a = AuthChannel::new(mem(vec![]), pool(9, 1024), Role::Alice);
+        a.send(b"x").unwrap();
+        let e = a.align_pools().unwrap_err();
+        assert!(matches!(e, AuthError::AlignAfterUse { consumed } if consumed == 3 * SEGMENT_BITS), "{e:?}");
     }
 }

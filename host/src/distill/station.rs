@@ -40,6 +40,10 @@
 //! the distilled key when [`StationConfig::replenish_psk`] is set: the next pre-shared key is
 //! the unused rest of this run's pool followed by the first `consumed` bits of the
 //! privacy-amplified key, and the output key is the remainder. Both are cut to whole bytes.
+//! A failed run leaves the unused tail of the pool (cut to whole bytes at its front, so that
+//! it ends where the peer's does); the stations' tails may differ in length when one spent
+//! more pads than the other before the failure, and the next run aligns them before its first
+//! message ([`AuthChannel::align_pools`], reported in [`StationReport::psk_alignment`]).
 //!
 //! # Files
 //!
@@ -61,7 +65,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use zeroize::Zeroize;
 
-use super::auth::{AuthChannel, AuthError, ChannelStats, KeyPool, Role, DEFAULT_MAX_FRAME};
+use super::auth::{AuthChannel, AuthError, ChannelStats, KeyPool, PoolAlignment, Role, DEFAULT_MAX_FRAME};
 use super::cascade::{self, CascadeAlice, CascadeError, CascadeParams, ParityOracle, ParityQuery};
 use super::estimation::{self, ClassErrors, ErrorEstimate, EstimationError, EstimationParams};
 use super::finite_key::{self, FiniteKeyError};
@@ -75,7 +79,7 @@ use super::toeplitz::{self, ToeplitzError, ToeplitzSeed};
 use super::verify::{self, VerifyError, VerifyKey, VerifyParams, VerifyTag};
 
 /// Version of the message protocol; both stations must use the same.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The QKD protocol and its physical parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -346,6 +350,9 @@ pub struct StationReport {
     pub pa_output_bits: u64,
     /// Authentication key consumed (bits).
     pub mac_key_bits: u64,
+    /// The pre-shared key pools' alignment at the start of the run (bits; see
+    /// [`AuthChannel::align_pools`]): non-zero `dropped_bits` after an earlier failed run.
+    pub psk_alignment: PoolAlignment,
     /// Forging-probability bound summed over this station's messages.
     pub eps_auth: f64,
     /// Key bits in the output (after refilling the pre-shared key, whole bytes).
@@ -369,8 +376,10 @@ pub struct StationOutput {
     pub report: StationReport,
 }
 
-/// A failed run: the error, and the pre-shared key that is left (the consumed MAC key bits
-/// removed; the peer's pool may have stopped at another point: compare sizes before reuse).
+/// A failed run: the error, and the pre-shared key that is left: the consumed MAC key bits
+/// removed, cut to whole bytes at its front. The peer's pool may have stopped at another
+/// point; both are tails of the same key, and the next run aligns them
+/// ([`AuthChannel::align_pools`]).
 #[derive(Debug, Error)]
 #[error("{error}")]
 pub struct StationFailure {
@@ -381,6 +390,9 @@ pub struct StationFailure {
     pub next_psk: SecretBits,
     /// Authentication key consumed before the failure (bits).
     pub mac_key_bits: u64,
+    /// Bits this station dropped from its pool to align with the peer's at the start of the
+    /// run (see [`StationReport::psk_alignment`]; 0 when the run failed before).
+    pub psk_dropped_bits: u64,
 }
 
 /// Bits packed in words, for disclosed (public) bit strings and seeds.
@@ -534,7 +546,16 @@ pub fn run_station<S: Read + Write>(
     psk: KeyPool,
 ) -> Result<StationOutput, StationFailure> {
     let mut chan = Chan { auth: AuthChannel::new(stream, psk, role) };
+    let psk_alignment = match chan.auth.align_pools() {
+        Ok(a) => a,
+        Err(e) => {
+            drop(input);
+            let (mac_key_bits, next_psk) = (0, whole_bytes_from_front(chan.auth.pool().remainder()));
+            return Err(StationFailure { error: StationError::Auth(e), next_psk, mac_key_bits, psk_dropped_bits: 0 });
+        }
+    };
     let mut report = StationReport {
+        psk_alignment,
         role: role.to_string(),
         protocol: config.protocol.name().into(),
         method: config.method.name().into(),
@@ -571,8 +592,19 @@ pub fn run_station<S: Read + Write>(
                 let _ = chan.send(&Msg::Abort { reason: format!("{role}: {error}") });
             }
             let mac_key_bits = chan.auth.pool().consumed_bits() as u64;
-            Err(StationFailure { error, next_psk: whole_bytes(chan.auth.pool().remainder()), mac_key_bits })
+            // Cut at the front: the tail stays aligned with the end of the peer's pool.
+            Err(StationFailure { error, next_psk: whole_bytes_from_front(chan.auth.pool().remainder()), mac_key_bits, psk_dropped_bits: psk_alignment.dropped_bits })
         }
+    }
+}
+
+/// `bits` less its first `len mod 8` bits: the tail of a pool whose end both stations share.
+fn whole_bytes_from_front(bits: SecretBits) -> SecretBits {
+    let cut = bits.len() % 8;
+    if cut == 0 {
+        bits
+    } else {
+        bits.slice(cut, bits.len())
     }
 }
 
