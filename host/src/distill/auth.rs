@@ -53,8 +53,11 @@
 //! ([`AuthChannel::align_pools`]): those bits are unused by it and were consumed or discarded by
 //! the peer. The opening is not authenticated; an adversary who alters it can only make the
 //! stations discard bits or hold different pools, and the first tag then fails (a denial of
-//! service, which cutting the link achieves as well). Pools that diverged otherwise (one
-//! station refilled its pool after a run its peer did not complete) fail the first tag.
+//! service, which cutting the link achieves as well). A difference above [`MAX_ALIGN_BITS`] (a
+//! few segments more than one failed run leaves) is refused without dropping anything, so a
+//! forged opening costs a station at most about what a forged message costs it. Pools that
+//! diverged otherwise (one station refilled its pool after a run its peer did not complete)
+//! fail the first tag.
 //!
 //! # Frames
 //!
@@ -86,6 +89,12 @@ pub const DEFAULT_MAX_FRAME: usize = 256 << 20;
 /// First bytes of the pool-alignment opening ([`AuthChannel::align_pools`]); the digit is the
 /// opening's version.
 pub const ALIGN_MAGIC: [u8; 8] = *b"QKDPOOL1";
+/// Largest difference of pool sizes (bits) that [`AuthChannel::align_pools`] resolves: one
+/// failed run leaves the two pools at most a few segments apart (the hash keys and the pads of
+/// the messages one station sent or verified and the other did not, plus the cut to whole
+/// bytes), and this bounds what a forged opening can make a station discard to about what a
+/// forged message costs anyway.
+pub const MAX_ALIGN_BITS: u64 = 16 * SEGMENT_BITS as u64 + 8;
 
 /// Errors of the authenticated channel. Every one of them aborts the run.
 #[derive(Debug, Error)]
@@ -162,6 +171,14 @@ pub enum AuthError {
     BadOpening {
         /// The eight bytes received.
         got: [u8; 8],
+    },
+    /// The pools differ by more than one failed run explains; nothing was dropped.
+    #[error("pre-shared key pools differ by more than {MAX_ALIGN_BITS} bits (this station holds {local} bits, the peer announced {peer}): not tails of one key after a failed run; check the key files or provision a new pre-shared key")]
+    PoolsTooFarApart {
+        /// This station's pool size (bits).
+        local: u64,
+        /// The size the peer announced (bits).
+        peer: u64,
     },
     /// [`AuthChannel::align_pools`] called after the pool was used.
     #[error("key pools can only be aligned before the first message ({consumed} pool bits already used)")]
@@ -546,6 +563,9 @@ impl<S: Read + Write> AuthChannel<S> {
             return Err(AuthError::BadOpening { got });
         }
         let peer_bits = u64::from_le_bytes(peer[8..].try_into().expect("8 bytes"));
+        if local_bits.abs_diff(peer_bits) > MAX_ALIGN_BITS {
+            return Err(AuthError::PoolsTooFarApart { local: local_bits, peer: peer_bits });
+        }
         let dropped_bits = local_bits.saturating_sub(peer_bits);
         self.pool.drop_front(dropped_bits as usize)?;
         Ok(PoolAlignment { local_bits, peer_bits, dropped_bits })
@@ -944,6 +964,13 @@ mod tests {
         assert!(matches!(b.recv(), Err(AuthError::Poisoned)));
         let mut b = bob(ALIGN_MAGIC.to_vec());
         assert!(matches!(b.align_pools(), Err(AuthError::Closed)));
+        // An opening announcing an empty pool would have this station drop all of its key.
+        let mut b = bob([&ALIGN_MAGIC[..], &0u64.to_le_bytes()].concat());
+        let e = b.align_pools().unwrap_err();
+        assert!(matches!(e, AuthError::PoolsTooFarApart { local: 8192, peer: 0 }), "{e:?}");
+        assert_eq!(b.pool().len_bits(), 8192, "nothing dropped");
+        let mut b = bob([&ALIGN_MAGIC[..], &(8192 - MAX_ALIGN_BITS).to_le_bytes()].concat());
+        assert_eq!(b.align_pools().unwrap().dropped_bits, MAX_ALIGN_BITS);
         let mut a = AuthChannel::new(mem(vec![]), pool(9, 1024), Role::Alice);
         a.send(b"x").unwrap();
         let e = a.align_pools().unwrap_err();
