@@ -53,9 +53,9 @@
 //! ([`AuthChannel::align_pools`]): those bits are unused by it and were consumed or discarded by
 //! the peer. The opening is not authenticated; an adversary who alters it can only make the
 //! stations discard bits or hold different pools, and the first tag then fails (a denial of
-//! service, which cutting the link achieves as well). A difference above [`MAX_ALIGN_BITS`] (a
-//! few segments more than one failed run leaves) is refused without dropping anything, so a
-//! forged opening costs a station at most about what a forged message costs it. Pools that
+//! service, which cutting the link achieves as well). A difference above [`MAX_ALIGN_BITS`] (64
+//! segments, far more than one failed run leaves) is refused without dropping anything, so a
+//! forged opening costs a station at most about one run's MAC key. Pools that
 //! diverged otherwise (one station refilled its pool after a run its peer did not complete)
 //! fail the first tag.
 //!
@@ -90,11 +90,11 @@ pub const DEFAULT_MAX_FRAME: usize = 256 << 20;
 /// opening's version.
 pub const ALIGN_MAGIC: [u8; 8] = *b"QKDPOOL1";
 /// Largest difference of pool sizes (bits) that [`AuthChannel::align_pools`] resolves: one
-/// failed run leaves the two pools at most a few segments apart (the hash keys and the pads of
-/// the messages one station sent or verified and the other did not, plus the cut to whole
-/// bytes), and this bounds what a forged opening can make a station discard to about what a
-/// forged message costs anyway.
-pub const MAX_ALIGN_BITS: u64 = 16 * SEGMENT_BITS as u64 + 8;
+/// failed run leaves the two pools a few segments apart (the hash keys and the pads of the
+/// messages one station sent or verified and the other did not, two segments per message,
+/// plus the cut to whole bytes), well within 64 segments, and the bound keeps what a forged
+/// opening can make a station discard (3 912 bits) to the order of one run's MAC key.
+pub const MAX_ALIGN_BITS: u64 = 64 * SEGMENT_BITS as u64 + 8;
 
 /// Errors of the authenticated channel. Every one of them aborts the run.
 #[derive(Debug, Error)]
