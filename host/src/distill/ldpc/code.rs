@@ -98,24 +98,86 @@ impl Code {
         Code { n: self.n, m: self.m + s, row_ptr, cols, untainted: Vec::new(), max_row_degree, origin }
     }
 
+    /// Extension checks for rate adaptation ([`super::Adaptation::ExtendThenSplit`]): `count`
+    /// new rows of `degree` columns each, drawn deterministically from `seed`, so that both
+    /// stations build the same. A row's columns are distinct and, whenever one of 32 random
+    /// tries finds one, share no check of this code with the row's other columns, so a new row
+    /// closes no 4-cycle with an old one. Row `j` does not depend on `count`: a longer list
+    /// starts with the shorter one.
+    pub fn extension_rows(&self, count: usize, degree: usize, seed: u64) -> Vec<Vec<u32>> {
+        const TRIES: usize = 32;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x1f83_d9ab_5be0_cd19);
+        let mut col_rows: Vec<Vec<u32>> = vec![Vec::new(); self.n];
+        for r in 0..self.m {
+            for &c in self.row(r) {
+                col_rows[c as usize].push(r as u32);
+            }
+        }
+        let degree = degree.clamp(2, self.n);
+        // row_mark[r] == stamp: check r already touches a column of the row being drawn.
+        let (mut row_mark, mut col_mark) = (vec![0u32; self.m], vec![0u32; self.n]);
+        (1..=count as u32)
+            .map(|stamp| {
+                let mut row = Vec::with_capacity(degree);
+                while row.len() < degree {
+                    let mut pick = None;
+                    for t in 0..TRIES {
+                        let c = rng.gen_range(0..self.n);
+                        let clear = t + 1 == TRIES || col_rows[c].iter().all(|&r| row_mark[r as usize] != stamp);
+                        if col_mark[c] != stamp && clear {
+                            pick = Some(c);
+                            break;
+                        }
+                    }
+                    let Some(c) = pick else { continue };
+                    col_mark[c] = stamp;
+                    for &r in &col_rows[c] {
+                        row_mark[r as usize] = stamp;
+                    }
+                    row.push(c as u32);
+                }
+                row.sort_unstable();
+                row
+            })
+            .collect()
+    }
+
+    /// This code with the rows `rows` appended (extension checks, [`Code::extension_rows`]).
+    /// New edges get origins after this code's, numbered in the order of `rows`, so that a code
+    /// extended by a prefix of the same list carries its messages onto a longer one
+    /// ([`Code::carry_map`]).
+    pub fn extend(&self, rows: &[Vec<u32>]) -> Code {
+        let (mut row_ptr, mut cols, mut origin) = (self.row_ptr.clone(), self.cols.clone(), self.origin.clone());
+        let mut next = self.origin.iter().map(|&o| o + 1).max().unwrap_or(0);
+        for r in rows {
+            cols.extend_from_slice(r);
+            origin.extend(next..next + r.len() as u32);
+            next += r.len() as u32;
+            row_ptr.push(cols.len() as u32);
+        }
+        let max_row_degree = rows.iter().map(Vec::len).fold(self.max_row_degree, usize::max);
+        Code { n: self.n, m: self.m + rows.len(), row_ptr, cols, untainted: Vec::new(), max_row_degree, origin }
+    }
+
     /// Check-to-variable messages of `old` (one per edge, row order) carried over to this
-    /// code, both split from the same mother code: each edge takes the message of the edge
-    /// of `old` with the same origin; every edge of this code must have one there.
+    /// code, both split or extended from the same mother code: each edge takes the message of
+    /// the edge of `old` with the same origin, and an edge `old` lacks (an extension check
+    /// added since) takes 0.
     #[cfg(test)]
     pub fn carry_messages(&self, old: &Code, msgs: &[i16]) -> Vec<i16> {
         let at = self.carry_map(old);
-        at.iter().map(|&e| msgs[e as usize]).collect()
+        at.iter().map(|&e| msgs.get(e as usize).copied().unwrap_or(0)).collect()
     }
 
     /// Per edge of this code, the index of the edge of `old` whose message it takes over
-    /// (see [`Code::carry_messages`]); computed once for all the frames moving from `old` to
-    /// this code.
+    /// (see [`Code::carry_messages`]), `u32::MAX` for an edge `old` lacks; computed once for
+    /// all the frames moving from `old` to this code.
     pub fn carry_map(&self, old: &Code) -> Vec<u32> {
         let mut at = vec![u32::MAX; old.origin.iter().map(|&o| o as usize + 1).max().unwrap_or(0)];
         for (e, &o) in old.origin.iter().enumerate() {
             at[o as usize] = e as u32;
         }
-        self.origin.iter().map(|&o| at[o as usize]).collect()
+        self.origin.iter().map(|&o| at.get(o as usize).copied().unwrap_or(u32::MAX)).collect()
     }
 
     /// Syndrome `H·x` of the packed (LSB-first) frame `x`, packed into words.
