@@ -108,7 +108,7 @@ const EXTENSION_ROUNDS: u32 = 3;
 /// Degree of the extension checks, as a fraction of the mother code's mean row degree. Fresh
 /// frames at n = 65 536, QBER 1 %, f = 1.10 + 0.06 (64 frames, 100 iterations): 0.35 / 0.5 /
 /// 0.7 fail 12 / 9 / 9 % of them, against 31 % after splits and 6 % with a fresh code of that
-/// rate; in the protocol (extension checks in every round) 0.3 gave f 1.167 / 1.122 / 1.100 at
+/// rate (`decoder::profile_search::split_vs_extend`); in the protocol (extension checks in every round) 0.3 gave f 1.167 / 1.122 / 1.100 at
 /// QBER 1 / 2 / 3 %, 0.5 1.168 / 1.122 / 1.101, 0.8 lost up to 9 % of the frames.
 const EXTENSION_DEGREE: f64 = 0.5;
 /// Frame length (bits) of the [`DECODING_EFFICIENCY`] measurements.
