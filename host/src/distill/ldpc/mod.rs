@@ -32,8 +32,8 @@
 //! Per frame, the syndrome discloses `m` bits, but the `p` punctured bits are uniform secret
 //! bits whose columns of `H` are linearly independent (untainted puncturing gives them
 //! disjoint supports), so they one-time-pad a `p`-dimensional part of the syndrome: the
-//! syndrome leaks exactly `m - p` bits about the key. Each revealed bit (a punctured value or
-//! a half parity) counts as one more bit leaked, and each frame's hash
+//! syndrome leaks exactly `m - p` bits about the key. Each revealed bit (a punctured value, a
+//! half parity or an extension-check parity) counts as one more bit leaked, and each frame's hash
 //! ([`LdpcParams::frame_hash_bits`]) its bits. So
 //! `leaked_bits = frames·(m − p + hash bits) + revealed bits` (`p = 0` with check splitting),
 //! counted for every frame including discarded ones; [`LdpcStats::disclosed_bits`] also gives
@@ -641,7 +641,7 @@ impl Layout {
         self.split_syndrome(&ext, m + e, &disclosed[e..])
     }
 
-    /// Frame `f`'s code after its blind rounds disclosed `disclosed` bits (see
+    /// A frame's code after its blind rounds disclosed `disclosed` bits (see
     /// [`Layout::disclosed_syndrome`]).
     fn disclosed_code(&self, params: &LdpcParams, disclosed: usize) -> Code {
         let (e, s) = params.extended_and_split(disclosed);
