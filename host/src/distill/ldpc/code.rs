@@ -106,6 +106,9 @@ impl Code {
     /// starts with the shorter one.
     pub fn extension_rows(&self, count: usize, degree: usize, seed: u64) -> Vec<Vec<u32>> {
         const TRIES: usize = 32;
+        if count == 0 {
+            return Vec::new();
+        }
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x1f83_d9ab_5be0_cd19);
         let mut col_rows: Vec<Vec<u32>> = vec![Vec::new(); self.n];
         for r in 0..self.m {

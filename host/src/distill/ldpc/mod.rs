@@ -645,11 +645,11 @@ impl Layout {
     /// [`Layout::disclosed_syndrome`]).
     fn disclosed_code(&self, params: &LdpcParams, disclosed: usize) -> Code {
         let (e, s) = params.extended_and_split(disclosed);
-        let extended = self.code.extend(&self.ext_rows[..e]);
-        if s == 0 {
-            extended
-        } else {
-            extended.split(&self.split_order, s)
+        match (e, s) {
+            // Splits only: no copy of the mother code to extend by nothing.
+            (0, _) => self.code.split(&self.split_order, s),
+            (_, 0) => self.code.extend(&self.ext_rows[..e]),
+            _ => self.code.extend(&self.ext_rows[..e]).split(&self.split_order, s),
         }
     }
 
